@@ -1,0 +1,8 @@
+"""adabias: the implicit bias of adaptive optimizers.
+
+Optimizers with the papers' exact conventions (``adabias.optim``), curvature and
+gradient-norm measures (``adabias.measures``), a compiled trajectory engine
+(``adabias.run``, ``adabias.sweep``), continuous-time approximations
+(``adabias.flows``), the papers' problems (``adabias.problems``) and the
+reproduction pipeline (``adabias.experiments``, ``adabias reproduce``).
+"""
