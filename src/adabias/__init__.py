@@ -6,3 +6,8 @@ gradient-norm measures (``adabias.measures``), a compiled trajectory engine
 (``adabias.flows``), the papers' problems (``adabias.problems``) and the
 reproduction pipeline (``adabias.experiments``, ``adabias reproduce``).
 """
+
+from adabias import optim
+from adabias.engine import SweepResult, Trajectory, run, sweep
+
+__version__ = "0.1.0"

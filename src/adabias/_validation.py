@@ -1,0 +1,56 @@
+"""Argument checks shared by every layer.
+
+Values that are JAX tracers (hyperparameters swept under ``vmap``/``jit``) cannot be
+inspected and are passed through; :func:`adabias.sweep` checks every grid point with
+concrete values before tracing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_concrete(value: Any) -> bool:
+    """True when ``value`` is a Python/NumPy/JAX number that can be inspected now."""
+    return not isinstance(value, jax.core.Tracer) and not callable(value)
+
+
+def _as_float(name: str, value: Any) -> float:
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # pragma: no cover - defensive
+        raise ValueError(f"{name} must be a number, got {value!r}") from error
+    if array.ndim != 0:
+        raise ValueError(f"{name} must be a scalar, got an array of shape {array.shape}")
+    return float(array)
+
+
+def check_unit_interval(name: str, value: Any) -> None:
+    """Require ``0 <= value < 1`` (momentum decays β, ρ)."""
+    if not is_concrete(value):
+        return
+    x = _as_float(name, value)
+    if not (0.0 <= x < 1.0) or math.isnan(x):
+        raise ValueError(f"{name} must lie in [0, 1), got {name}={value!r}")
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Require ``value > 0`` and finite (step sizes, ε, λ)."""
+    if not is_concrete(value):
+        return
+    x = _as_float(name, value)
+    if not (x > 0.0 and math.isfinite(x)):
+        raise ValueError(f"{name} must be positive and finite, got {name}={value!r}")
+
+
+def require_x64(what: str) -> None:
+    """Fail clearly when float64 is off but ``what`` needs it to see O(h²) effects."""
+    if not jax.config.jax_enable_x64:
+        raise RuntimeError(
+            f"{what} needs float64: errors of order h² are below float32 resolution. "
+            'Call jax.config.update("jax_enable_x64", True) before creating arrays.'
+        )

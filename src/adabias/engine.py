@@ -1,0 +1,478 @@
+"""The trajectory engine (layer 3): training as one compiled program.
+
+:func:`run` trains one model; :func:`sweep` trains a grid of hyperparameters × seeds as
+one ``vmap``-ed program. Both go through the same code: ``lax.scan`` over saved points,
+an inner ``lax.scan`` over the ``save_every`` steps between them.
+
+Step k (k = 0, 1, …) uses, for a mini-batch loss ``loss_fn(params, batch)``, the batch
+``k mod m`` of ``batches`` (a pytree whose leaves have leading axis m), passed through
+``noise(fold_in(key, k), batch)`` when ``noise`` is given (label noise is expressed this
+way). A full-batch loss is ``loss_fn(params)``.
+
+Divergence: when the loss, the gradient or the new parameters are not finite at step k,
+the member is marked ``diverged_at = k``, its parameters and optimizer state stop
+changing, and later records repeat its last finite parameters. Other members of a
+sweep are unaffected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+import warnings
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+PyTree = Any
+LossFn = Callable[..., jax.Array]
+Metric = Callable[[PyTree], jax.Array]
+NoiseFn = Callable[[jax.Array, PyTree], PyTree]
+
+
+class Trajectory(NamedTuple):
+    """Records of a training run at the saved steps 0, s, 2s, …, num_steps.
+
+    Attributes:
+      steps: the saved step indices, shape (S,).
+      params: parameters at the saved steps (leading axis S), or ``None``.
+      loss: training loss at the saved steps (full batch: E(θ); mini-batch: the mean
+        over all batches of the noise-free loss).
+      metrics: name -> values at the saved steps (leading axis S).
+      diverged_at: the step at which the loss, gradient or parameters became
+        non-finite, −1 if never.
+
+    In a :class:`SweepResult` every field has an extra leading member axis.
+    """
+
+    steps: jax.Array
+    params: Optional[PyTree]
+    loss: jax.Array
+    metrics: dict
+    diverged_at: jax.Array
+
+    @property
+    def diverged(self) -> jax.Array:
+        """Whether the run diverged (per member in a sweep)."""
+        return self.diverged_at >= 0
+
+    @property
+    def final_params(self) -> PyTree:
+        """Parameters at the last saved step."""
+        if self.params is None:
+            raise ValueError("parameters were not recorded (save_params=False)")
+        step_axis = self.steps.ndim - 1  # 1 when a member axis leads (sweeps)
+        return jax.tree.map(lambda x: jnp.take(x, -1, axis=step_axis), self.params)
+
+
+class _Carry(NamedTuple):
+    params: PyTree
+    opt_state: PyTree
+    diverged_at: jax.Array
+    key: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class _Program:
+    """The static description of a training program (hashable: a jit cache key)."""
+
+    make_optimizer: Callable[..., optax.GradientTransformation]
+    loss_fn: LossFn
+    noise: Optional[NoiseFn]
+    metrics: tuple  # ((name, fn), ...)
+    save_every: int
+    has_batches: bool
+    save_params: bool
+
+
+# --- one member -------------------------------------------------------------------------
+
+
+def _tree_all_finite(tree: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def _batch_at(batches: PyTree, k: jax.Array) -> PyTree:
+    num_batches = jax.tree.leaves(batches)[0].shape[0]
+    return jax.tree.map(lambda x: x[k % num_batches], batches)
+
+
+def _record(program: _Program, params: PyTree, batches: PyTree):
+    if program.has_batches:
+        losses = jax.vmap(lambda batch: program.loss_fn(params, batch))(batches)
+        loss = jnp.mean(losses)
+    else:
+        loss = program.loss_fn(params)
+    metrics = {name: fn(params) for name, fn in program.metrics}
+    saved = params if program.save_params else None
+    return saved, loss, metrics
+
+
+def _step(program: _Program, hyper: Mapping, batches: PyTree, carry: _Carry, k: jax.Array):
+    optimizer = program.make_optimizer(**hyper)
+    if program.has_batches:
+        batch = _batch_at(batches, k)
+        if program.noise is not None:
+            batch = program.noise(jax.random.fold_in(carry.key, k), batch)
+        loss, grads = jax.value_and_grad(program.loss_fn)(carry.params, batch)
+    else:
+        loss, grads = jax.value_and_grad(program.loss_fn)(carry.params)
+    updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
+    params = optax.apply_updates(carry.params, updates)
+    finite = jnp.isfinite(loss) & _tree_all_finite(grads) & _tree_all_finite(params)
+    alive = carry.diverged_at < 0
+    keep = alive & finite
+    select = lambda new, old: jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
+    diverged_at = jnp.where(alive & ~finite, k, carry.diverged_at).astype(carry.diverged_at.dtype)
+    return _Carry(select(params, carry.params), select(opt_state, carry.opt_state), diverged_at, carry.key)
+
+
+def _start(program: _Program, hyper: Mapping, params0: PyTree, key: jax.Array, batches: PyTree):
+    optimizer = program.make_optimizer(**hyper)
+    carry = _Carry(params0, optimizer.init(params0), jnp.array(-1, jnp.int32), key)
+    return carry, _record(program, params0, batches)
+
+
+def _advance(program: _Program, hyper: Mapping, carry: _Carry, batches: PyTree,
+             first_step: jax.Array, num_saves: int):
+    """Run ``num_saves × save_every`` steps from ``first_step``, recording after each block."""
+
+    def block(carry: _Carry, block_index: jax.Array):
+        start = first_step + block_index * program.save_every
+        steps = start + jnp.arange(program.save_every)
+        carry, _ = jax.lax.scan(
+            lambda c, k: (_step(program, hyper, batches, c, k), None), carry, steps
+        )
+        return carry, _record(program, carry.params, batches)
+
+    return jax.lax.scan(block, carry, jnp.arange(num_saves))
+
+
+# --- compiled entry points (members stacked along a leading axis when vmapped) -----------
+
+
+def _start_members(program, vmapped, per_member_params, hyper, params0, keys, batches):
+    start = functools.partial(_start, program)
+    if vmapped:
+        start = jax.vmap(start, in_axes=(0, 0 if per_member_params else None, 0, None))
+    return start(hyper, params0, keys, batches)
+
+
+_start_jit = jax.jit(_start_members, static_argnums=(0, 1, 2))
+
+
+def _advance_members(program, vmapped, num_saves, hyper, carry, batches, first_step):
+    def advance(hyper, carry):
+        return _advance(program, hyper, carry, batches, first_step, num_saves)
+
+    if vmapped:
+        advance = jax.vmap(advance)
+    return advance(hyper, carry)
+
+
+_advance_jit = jax.jit(_advance_members, static_argnums=(0, 1, 2))
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _check_run_arguments(loss_fn, params0, num_steps, batches, noise, key, save_every):
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 0:
+        raise ValueError(f"num_steps must be a non-negative integer, got num_steps={num_steps!r}")
+    if not isinstance(save_every, (int, np.integer)) or save_every < 1:
+        raise ValueError(f"save_every must be a positive integer, got save_every={save_every!r}")
+    if num_steps % save_every:
+        raise ValueError(
+            f"num_steps={num_steps} must be a multiple of save_every={save_every} "
+            "(records are taken every save_every steps, including the last)"
+        )
+    if noise is not None and batches is None:
+        raise ValueError(
+            "noise(key, batch) perturbs each step's batch, so it needs batches; for a "
+            "full-batch loss with noise pass batches with a leading axis of size 1"
+        )
+    if noise is not None and key is None:
+        raise ValueError("noise needs a PRNG key: pass key=jax.random.key(seed)")
+    if batches is not None:
+        sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(batches)}
+        if not sizes or None in sizes or len(sizes) != 1 or 0 in sizes:
+            raise ValueError(
+                "batches must be a pytree whose leaves share a leading axis m ≥ 1 "
+                f"(the batch index); got leading sizes {sorted(map(str, sizes))}"
+            )
+    try:
+        if batches is None:
+            out = jax.eval_shape(loss_fn, params0)
+        else:
+            out = jax.eval_shape(loss_fn, params0, jax.tree.map(lambda x: x[0], batches))
+    except TypeError as error:
+        form = "loss_fn(params)" if batches is None else "loss_fn(params, batch)"
+        raise ValueError(f"loss_fn could not be called as {form}: {error}") from error
+    if getattr(out, "shape", None) != ():
+        raise ValueError(f"loss_fn must return a scalar, got shape {getattr(out, 'shape', out)}")
+
+
+def _normalize_metrics(metrics: Optional[Mapping[str, Metric]]) -> tuple:
+    if metrics is None:
+        return ()
+    if not isinstance(metrics, Mapping):
+        raise ValueError("metrics must be a mapping name -> fn(params)")
+    for name, fn in metrics.items():
+        if not callable(fn):
+            raise ValueError(f"metric {name!r} must be callable fn(params), got {fn!r}")
+    return tuple(sorted(metrics.items(), key=lambda item: item[0]))
+
+
+# --- driver shared by run and sweep -------------------------------------------------------
+
+
+def _execute(program, vmapped, per_member_params, hyper, params0, keys, batches,
+             num_steps, progress):
+    num_saves = num_steps // program.save_every
+    carry, first = _start_jit(program, vmapped, per_member_params, hyper, params0, keys, batches)
+    chunks = _chunk_sizes(num_saves, 20 if progress else 1)
+    bar = _progress_bar(num_steps, progress)
+    blocks = []
+    done = 0
+    for size in chunks:
+        first_step = jnp.asarray(done * program.save_every, jnp.int32)
+        carry, records = _advance_jit(program, vmapped, size, hyper, carry, batches, first_step)
+        blocks.append(records)
+        done += size
+        if bar is not None:
+            jax.block_until_ready(records)
+            bar.update(size * program.save_every)
+    if bar is not None:
+        bar.close()
+    axis = 1 if vmapped else 0
+    stack = lambda head, *rest: jnp.concatenate(
+        [jnp.expand_dims(head, axis)] + list(rest), axis=axis
+    )
+    saved, loss, metrics = (
+        jax.tree.map(stack, first, *blocks) if blocks else jax.tree.map(lambda x: jnp.expand_dims(x, axis), first)
+    )
+    steps = jnp.arange(num_saves + 1) * program.save_every
+    if vmapped:
+        steps = jnp.broadcast_to(steps, (loss.shape[0], num_saves + 1))
+    return Trajectory(steps, saved, loss, metrics, carry.diverged_at)
+
+
+def _chunk_sizes(num_saves: int, target_chunks: int) -> list[int]:
+    if num_saves == 0:
+        return []
+    size = max(1, math.ceil(num_saves / target_chunks))
+    sizes = [size] * (num_saves // size)
+    if num_saves % size:
+        sizes.append(num_saves % size)
+    return sizes
+
+
+def _progress_bar(total: int, progress: bool):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", desc="adabias", leave=False)
+
+
+def run(
+    optimizer: optax.GradientTransformation,
+    loss_fn: LossFn,
+    params0: PyTree,
+    num_steps: int,
+    *,
+    batches: Optional[PyTree] = None,
+    noise: Optional[NoiseFn] = None,
+    key: Optional[jax.Array] = None,
+    save_every: int = 1,
+    metrics: Optional[Mapping[str, Metric]] = None,
+    save_params: bool = True,
+    progress: bool = False,
+) -> Trajectory:
+    """Train ``params0`` with ``optimizer`` for ``num_steps`` steps as one compiled scan.
+
+    Args:
+      optimizer: any ``optax.GradientTransformation``.
+      loss_fn: ``loss_fn(params)`` (full batch) or ``loss_fn(params, batch)``.
+      params0: initial parameters (any pytree).
+      num_steps: number of optimizer steps (a multiple of ``save_every``).
+      batches: mini-batches stacked along a leading axis m; step k uses batch k mod m.
+      noise: ``noise(key, batch) -> batch`` applied to each step's batch with key
+        ``fold_in(key, k)``.
+      key: PRNG key for ``noise``.
+      save_every: record loss, metrics and params every this many steps.
+      metrics: name -> ``fn(params)`` evaluated at the saved steps.
+      save_params: record the parameters (turn off for large models).
+      progress: show a progress bar (runs the scan in chunks).
+
+    Returns:
+      A :class:`Trajectory`; a warning names the step where the run diverged, if it did.
+    """
+    _check_run_arguments(loss_fn, params0, num_steps, batches, noise, key, save_every)
+    program = _Program(
+        make_optimizer=_ConstantOptimizer(optimizer),
+        loss_fn=loss_fn,
+        noise=noise,
+        metrics=_normalize_metrics(metrics),
+        save_every=int(save_every),
+        has_batches=batches is not None,
+        save_params=save_params,
+    )
+    key = jax.random.key(0) if key is None else key
+    trajectory = _execute(program, False, False, {}, params0, key, batches, int(num_steps), progress)
+    step = int(trajectory.diverged_at)
+    if step >= 0:
+        warnings.warn(
+            f"the run diverged at step {step}: the loss, gradient or parameters became "
+            "non-finite (NaN/inf); updates stopped there and later records repeat the "
+            "last finite parameters",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return trajectory
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConstantOptimizer:
+    """``make_optimizer()`` for :func:`run`: returns the given transform (hashable)."""
+
+    optimizer: optax.GradientTransformation
+
+    def __call__(self) -> optax.GradientTransformation:
+        return self.optimizer
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.optimizer))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ConstantOptimizer) and tuple(self.optimizer) == tuple(other.optimizer)
+
+
+# --- sweeps -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """A grid of runs: member i has hyperparameters ``{n: hyperparams[n][i]}`` and seed ``seeds[i]``.
+
+    Members are ordered as ``itertools.product(*grid.values(), range(num_seeds))``, so
+    ``reshape(grid_shape)`` of any per-member array gives axes (grid names..., seed).
+    """
+
+    hyperparams: dict
+    seeds: np.ndarray
+    trajectory: Trajectory
+    grid_shape: tuple
+
+    @property
+    def num_members(self) -> int:
+        return int(self.seeds.shape[0])
+
+    def member(self, index: int) -> Trajectory:
+        """The trajectory of one member."""
+        return jax.tree.map(lambda x: x[index], self.trajectory)
+
+    def rows(self) -> list[dict]:
+        """One record per member: hyperparameters, seed, final loss, divergence."""
+        final_loss = np.asarray(self.trajectory.loss[:, -1])
+        diverged_at = np.asarray(self.trajectory.diverged_at)
+        rows = []
+        for i in range(self.num_members):
+            row = {name: float(values[i]) for name, values in self.hyperparams.items()}
+            row.update(seed=int(self.seeds[i]), final_loss=float(final_loss[i]),
+                       diverged_at=int(diverged_at[i]))
+            for name, values in self.trajectory.metrics.items():
+                value = np.asarray(values[i, -1])
+                if value.ndim == 0:
+                    row[f"final_{name}"] = float(value)
+            rows.append(row)
+        return rows
+
+
+def sweep(
+    make_optimizer: Callable[..., optax.GradientTransformation],
+    loss_fn: LossFn,
+    params0: PyTree | Callable[[jax.Array], PyTree],
+    num_steps: int,
+    *,
+    grid: Mapping[str, Sequence[float]],
+    num_seeds: int = 1,
+    key: Optional[jax.Array] = None,
+    batches: Optional[PyTree] = None,
+    noise: Optional[NoiseFn] = None,
+    save_every: int = 1,
+    metrics: Optional[Mapping[str, Metric]] = None,
+    save_params: bool = True,
+    progress: bool = False,
+) -> SweepResult:
+    """Train every point of ``grid`` × ``num_seeds`` seeds as one ``vmap``-ed program.
+
+    ``make_optimizer(**point)`` builds the optimizer from traced hyperparameter values,
+    e.g. ``lambda learning_rate, beta2: ab.optim.adam(learning_rate, 0.9, beta2)``; it is
+    first called once per point with concrete values, so bad values raise ``ValueError``
+    before anything is compiled. The program compiles once per shape, not per value.
+
+    ``params0`` is shared, or ``params0(key) -> params`` draws each seed's start; seed
+    ``s`` uses key ``fold_in(key, s)`` for its start and its noise.
+    """
+    if not grid:
+        raise ValueError("grid must name at least one hyperparameter")
+    if not isinstance(num_seeds, (int, np.integer)) or num_seeds < 1:
+        raise ValueError(f"num_seeds must be a positive integer, got num_seeds={num_seeds!r}")
+    names = list(grid)
+    values = [list(np.atleast_1d(np.asarray(grid[name], dtype=float))) for name in names]
+    for name, vals in zip(names, values):
+        if not vals:
+            raise ValueError(f"grid[{name!r}] is empty")
+    points = list(itertools.product(*values))
+    for point in points:
+        make_optimizer(**dict(zip(names, point)))  # concrete check of every value
+    members = [(point, seed) for point in points for seed in range(num_seeds)]
+    dtype = jnp.result_type(float)
+    hyper = {
+        name: jnp.asarray([point[j] for point, _ in members], dtype=dtype)
+        for j, name in enumerate(names)
+    }
+    seeds = np.asarray([seed for _, seed in members])
+    base_key = jax.random.key(0) if key is None else key
+    seed_keys = jax.vmap(lambda s: jax.random.fold_in(base_key, s))(jnp.asarray(seeds))
+    per_member_params = callable(params0)
+    if per_member_params:
+        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
+        start = jax.vmap(params0)(init_keys)
+        example = jax.tree.map(lambda x: x[0], start)
+    else:
+        start, example = params0, params0
+    _check_run_arguments(loss_fn, example, num_steps, batches, noise, base_key, save_every)
+    program = _Program(
+        make_optimizer=make_optimizer,
+        loss_fn=loss_fn,
+        noise=noise,
+        metrics=_normalize_metrics(metrics),
+        save_every=int(save_every),
+        has_batches=batches is not None,
+        save_params=save_params,
+    )
+    trajectory = _execute(program, True, per_member_params, hyper, start, seed_keys, batches,
+                          int(num_steps), progress)
+    diverged = int(np.sum(np.asarray(trajectory.diverged_at) >= 0))
+    if diverged:
+        warnings.warn(
+            f"{diverged} of {len(members)} sweep members diverged (non-finite loss, gradient "
+            "or parameters); see SweepResult.trajectory.diverged_at",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    grid_shape = tuple(len(v) for v in values) + (num_seeds,)
+    return SweepResult(
+        hyperparams={name: np.asarray(hyper[name]) for name in names},
+        seeds=seeds,
+        trajectory=trajectory,
+        grid_shape=grid_shape,
+    )

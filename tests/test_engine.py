@@ -1,0 +1,196 @@
+"""The trajectory engine against plain Python loops of optax updates."""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import adabias as ab
+from adabias import engine
+
+jax.config.update("jax_enable_x64", True)
+
+TARGET = jnp.array([1.0, -2.0, 0.5])
+
+
+def full_loss(params):
+    return 0.5 * jnp.sum((params["w"] - TARGET) ** 2) + 0.1 * jnp.sum(params["w"] ** 4) + params["b"] ** 2
+
+
+def batch_loss(params, batch):
+    prediction = batch["x"] @ params["w"] + params["b"]
+    return 0.5 * jnp.mean((prediction - batch["y"]) ** 2)
+
+
+PARAMS0 = {"w": jnp.array([0.1, 0.2, -0.3]), "b": jnp.array(0.5)}
+KEY = jax.random.key(3)
+BATCHES = {
+    "x": jax.random.normal(jax.random.key(0), (3, 4, 3)),  # m = 3 batches of 4 samples
+    "y": jax.random.normal(jax.random.key(1), (3, 4)),
+}
+
+
+def label_noise(key, batch):
+    signs = jax.random.rademacher(key, batch["y"].shape, dtype=batch["y"].dtype)
+    return {**batch, "y": batch["y"] + 0.5 * signs}
+
+
+def loop(optimizer, num_steps, batches=None, noise=None, key=None):
+    params, state = PARAMS0, optimizer.init(PARAMS0)
+    history = [params]
+    for k in range(num_steps):
+        if batches is None:
+            grads = jax.grad(full_loss)(params)
+        else:
+            batch = jax.tree.map(lambda x: x[k % 3], batches)
+            if noise is not None:
+                batch = noise(jax.random.fold_in(key, k), batch)
+            grads = jax.grad(batch_loss)(params, batch)
+        updates, state = optimizer.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        history.append(params)
+    return history
+
+
+def assert_tree_close(a, b, rtol=1e-12):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=1e-13)
+
+
+def test_full_batch_run_matches_python_loop_at_every_saved_step():
+    opt = ab.optim.adam(0.05, 0.9, 0.99, 1e-6)
+    trajectory = ab.run(opt, full_loss, PARAMS0, 30, save_every=5,
+                        metrics={"w_sum": lambda p: jnp.sum(p["w"])})
+    history = loop(opt, 30)
+    np.testing.assert_array_equal(trajectory.steps, np.arange(0, 31, 5))
+    for i, step in enumerate(range(0, 31, 5)):
+        assert_tree_close(jax.tree.map(lambda x: x[i], trajectory.params), history[step])
+        np.testing.assert_allclose(trajectory.loss[i], full_loss(history[step]), rtol=1e-12)
+        np.testing.assert_allclose(trajectory.metrics["w_sum"][i], jnp.sum(history[step]["w"]), rtol=1e-12)
+    assert int(trajectory.diverged_at) == -1
+    assert_tree_close(trajectory.final_params, history[-1])
+
+
+def test_cyclic_minibatches_and_noise_match_python_loop():
+    opt = ab.optim.heavy_ball(0.05, 0.5)
+    trajectory = ab.run(opt, batch_loss, PARAMS0, 14, batches=BATCHES, noise=label_noise,
+                        key=KEY, save_every=7)
+    history = loop(opt, 14, BATCHES, label_noise, KEY)
+    assert_tree_close(trajectory.final_params, history[-1])
+    # the recorded loss is the noise-free mean over all batches
+    expected = np.mean([batch_loss(history[7], jax.tree.map(lambda x: x[j], BATCHES)) for j in range(3)])
+    np.testing.assert_allclose(trajectory.loss[1], expected, rtol=1e-12)
+    # without noise the iterates differ: the noise was really applied
+    clean = loop(opt, 14, BATCHES)
+    assert not np.allclose(clean[-1]["w"], history[-1]["w"])
+
+
+def test_divergence_is_detected_and_updates_stop():
+    trajectory_warning = pytest.warns(RuntimeWarning, match="diverged at step")
+    with trajectory_warning:
+        trajectory = ab.run(ab.optim.gd(3.0), full_loss, PARAMS0, 40)
+    k = int(trajectory.diverged_at)
+    assert k > 0
+    assert np.all(np.isfinite(trajectory.params["w"]))
+    frozen = trajectory.params["w"][k:]  # records after step k repeat the last finite params
+    np.testing.assert_array_equal(frozen, np.broadcast_to(frozen[0], frozen.shape))
+    assert not np.array_equal(trajectory.params["w"][k - 1], trajectory.params["w"][0])
+
+
+def test_nan_loss_at_start_is_divergence_at_step_zero():
+    with pytest.warns(RuntimeWarning, match="step 0"):
+        trajectory = ab.run(ab.optim.adam(0.1), lambda p: jnp.sum(p["w"]) * jnp.nan, PARAMS0, 5)
+    assert int(trajectory.diverged_at) == 0
+
+
+def test_sweep_members_equal_separate_runs_and_a_diverging_member_does_not_stop_others():
+    grid = {"learning_rate": [0.05, 3.0], "beta": [0.0, 0.5]}
+    with pytest.warns(RuntimeWarning, match="sweep members diverged"):
+        result = ab.sweep(lambda learning_rate, beta: ab.optim.heavy_ball(learning_rate, beta),
+                          full_loss, PARAMS0, 20, grid=grid, save_every=10)
+    assert result.grid_shape == (2, 2, 1)
+    diverged = np.asarray(result.trajectory.diverged_at)
+    assert (diverged[:2] == -1).all() and (diverged[2:] >= 0).all()
+    for i, (lr, beta) in enumerate([(0.05, 0.0), (0.05, 0.5)]):
+        single = ab.run(ab.optim.heavy_ball(lr, beta), full_loss, PARAMS0, 20, save_every=10)
+        assert result.hyperparams["learning_rate"][i] == lr and result.hyperparams["beta"][i] == beta
+        assert_tree_close(result.member(i).params, single.params, rtol=1e-10)
+    rows = result.rows()
+    assert len(rows) == 4 and rows[3]["diverged_at"] >= 0
+
+
+def test_sweep_seeds_draw_their_own_start_and_noise():
+    def init(key):
+        return {"w": 0.1 * jax.random.normal(key, (3,)), "b": jnp.array(0.0)}
+
+    result = ab.sweep(lambda learning_rate: ab.optim.gd(learning_rate), batch_loss, init, 6,
+                      grid={"learning_rate": [0.1]}, num_seeds=3, key=KEY, batches=BATCHES,
+                      noise=label_noise, save_every=3)
+    starts = np.asarray(result.trajectory.params["w"][:, 0])
+    assert len({tuple(row) for row in starts.round(12)}) == 3
+    seed_key = jax.random.fold_in(KEY, 1)
+    single = ab.run(ab.optim.gd(0.1), batch_loss, init(jax.random.fold_in(seed_key, 1)), 6,
+                    batches=BATCHES, noise=label_noise, key=seed_key, save_every=3)
+    assert_tree_close(result.member(1).params, single.params, rtol=1e-10)
+
+
+def test_sixteen_point_grid_compiles_once():
+    compiles = []
+    listener = lambda event, duration, **kwargs: compiles.append(event) if "backend_compile" in event else None
+    jax.monitoring.register_event_duration_secs_listener(listener)
+
+    def make(learning_rate, beta2):
+        return ab.optim.adam(learning_rate, 0.9, beta2, 1e-8)
+
+    try:
+        cache_before = engine._advance_jit._cache_size()
+        ab.sweep(make, full_loss, PARAMS0, 20, grid={"learning_rate": np.geomspace(1e-3, 1e-1, 4),
+                                                     "beta2": [0.9, 0.95, 0.99, 0.999]}, save_every=5)
+        assert engine._advance_jit._cache_size() == cache_before + 1
+        compiles.clear()
+        ab.sweep(make, full_loss, PARAMS0, 20, grid={"learning_rate": np.geomspace(2e-3, 2e-1, 4),
+                                                     "beta2": [0.8, 0.85, 0.9, 0.95]}, save_every=5)
+        assert compiles == []
+        assert engine._advance_jit._cache_size() == cache_before + 1
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_sweep_rejects_a_bad_grid_value_before_compiling():
+    with pytest.raises(ValueError, match="beta2"):
+        ab.sweep(lambda beta2: ab.optim.adam(0.1, 0.9, beta2), full_loss, PARAMS0, 5,
+                 grid={"beta2": [0.9, 1.0]})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_steps=10, save_every=3), "multiple of save_every"),
+    (dict(num_steps=-1), "num_steps"),
+    (dict(num_steps=4, noise=label_noise, key=KEY), "needs batches"),
+])
+def test_bad_run_arguments(kwargs, message):
+    num_steps = kwargs.pop("num_steps")
+    with pytest.raises(ValueError, match=message):
+        ab.run(ab.optim.gd(0.1), full_loss, PARAMS0, num_steps, **kwargs)
+
+
+def test_bad_loss_and_batches():
+    with pytest.raises(ValueError, match="scalar"):
+        ab.run(ab.optim.gd(0.1), lambda p: p["w"], PARAMS0, 2)
+    with pytest.raises(ValueError, match="leading axis"):
+        ab.run(ab.optim.gd(0.1), batch_loss, PARAMS0, 2,
+               batches={"x": BATCHES["x"], "y": BATCHES["y"][:2]})
+    with pytest.raises(ValueError, match="PRNG key"):
+        ab.run(ab.optim.gd(0.1), batch_loss, PARAMS0, 2, batches=BATCHES, noise=label_noise)
+
+
+def test_progress_bar_runs_in_chunks_with_the_same_result():
+    opt = ab.optim.adam(0.05)
+    plain = ab.run(opt, full_loss, PARAMS0, 40, save_every=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chunked = ab.run(opt, full_loss, PARAMS0, 40, save_every=2, progress=True)
+    assert_tree_close(plain.params, chunked.params)
+    np.testing.assert_array_equal(plain.steps, chunked.steps)
