@@ -194,3 +194,59 @@ def test_progress_bar_runs_in_chunks_with_the_same_result():
         chunked = ab.run(opt, full_loss, PARAMS0, 40, save_every=2, progress=True)
     assert_tree_close(plain.params, chunked.params)
     np.testing.assert_array_equal(plain.steps, chunked.steps)
+
+
+SHARDED_SWEEP = r"""
+import jax, numpy as np
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import adabias as ab
+assert len(jax.devices()) == 2, jax.devices()
+loss = lambda p: 0.5 * jnp.sum((p - jnp.array([1.0, -2.0])) ** 2) + 0.1 * jnp.sum(p ** 4)
+make = lambda learning_rate: ab.optim.adam(learning_rate, 0.9, 0.99)
+grid = {"learning_rate": [0.01, 0.02, 0.05, 0.1]}
+sharded = ab.sweep(make, loss, jnp.zeros(2), 50, grid=grid, save_every=10)
+shards = {d for d in sharded.trajectory.loss.sharding.device_set}
+single = ab.sweep(make, loss, jnp.zeros(2), 50, grid=grid, save_every=10, devices=jax.devices()[:1])
+np.testing.assert_allclose(sharded.trajectory.params, single.trajectory.params, rtol=1e-12)
+print("devices used:", len(shards))
+"""
+
+
+def test_sweep_members_shard_over_two_devices():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", SHARDED_SWEEP], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "devices used: 2" in out.stdout
+
+
+def test_checkpointed_run_resumes_after_an_interruption(tmp_path, monkeypatch):
+    path = tmp_path / "run.npz"
+    opt = ab.optim.adam(0.05)
+    reference = ab.run(opt, batch_loss, PARAMS0, 40, batches=BATCHES, noise=label_noise, key=KEY)
+    calls = {"n": 0}
+    original = engine._advance_jit
+
+    def interrupted(*args):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(engine, "_advance_jit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ab.run(opt, batch_loss, PARAMS0, 40, batches=BATCHES, noise=label_noise, key=KEY, checkpoint=path)
+    assert path.exists()
+    calls["n"] = -100
+    resumed = ab.run(opt, batch_loss, PARAMS0, 40, batches=BATCHES, noise=label_noise, key=KEY, checkpoint=path)
+    assert calls["n"] == -100 + 20 - 5  # only the 15 remaining chunks ran
+    assert_tree_close(resumed.params, reference.params)
+    np.testing.assert_allclose(resumed.loss, reference.loss, rtol=1e-12)
+    with pytest.raises(ValueError, match="different run"):
+        ab.run(ab.optim.adam(0.05), batch_loss, PARAMS0, 80, batches=BATCHES, noise=label_noise,
+               key=KEY, checkpoint=path)

@@ -233,34 +233,105 @@ def _normalize_metrics(metrics: Optional[Mapping[str, Metric]]) -> tuple:
 
 
 def _execute(program, vmapped, per_member_params, hyper, params0, keys, batches,
-             num_steps, progress):
+             num_steps, progress, checkpoint=None):
     num_saves = num_steps // program.save_every
     carry, first = _start_jit(program, vmapped, per_member_params, hyper, params0, keys, batches)
-    chunks = _chunk_sizes(num_saves, 20 if progress else 1)
-    bar = _progress_bar(num_steps, progress)
-    blocks = []
-    done = 0
-    for size in chunks:
-        first_step = jnp.asarray(done * program.save_every, jnp.int32)
-        carry, records = _advance_jit(program, vmapped, size, hyper, carry, batches, first_step)
+    chunks = _chunk_sizes(num_saves, 20 if (progress or checkpoint) else 1)
+    store = None if checkpoint is None else _Checkpoint(checkpoint, (program, num_steps, hyper, carry))
+    done_chunks, blocks = 0, []
+    if store is not None and store.exists():
+        done_chunks, carry, records = store.load(carry, first)
         blocks.append(records)
-        done += size
+    bar = _progress_bar(num_steps, progress)
+    if bar is not None:
+        bar.update(sum(chunks[:done_chunks]) * program.save_every)
+    for index in range(done_chunks, len(chunks)):
+        first_step = jnp.asarray(sum(chunks[:index]) * program.save_every, jnp.int32)
+        carry, records = _advance_jit(program, vmapped, chunks[index], hyper, carry, batches, first_step)
+        blocks.append(records)
+        if store is not None:
+            blocks = [_concatenate(blocks, vmapped)]
+            store.save(index + 1, carry, blocks[0])
         if bar is not None:
             jax.block_until_ready(records)
-            bar.update(size * program.save_every)
+            bar.update(chunks[index] * program.save_every)
     if bar is not None:
         bar.close()
     axis = 1 if vmapped else 0
-    stack = lambda head, *rest: jnp.concatenate(
-        [jnp.expand_dims(head, axis)] + list(rest), axis=axis
-    )
-    saved, loss, metrics = (
-        jax.tree.map(stack, first, *blocks) if blocks else jax.tree.map(lambda x: jnp.expand_dims(x, axis), first)
-    )
+    head = jax.tree.map(lambda x: jnp.expand_dims(x, axis), first)
+    saved, loss, metrics = _concatenate([head] + blocks, vmapped)
     steps = jnp.arange(num_saves + 1) * program.save_every
     if vmapped:
         steps = jnp.broadcast_to(steps, (loss.shape[0], num_saves + 1))
     return Trajectory(steps, saved, loss, metrics, carry.diverged_at)
+
+
+def _concatenate(blocks: list, vmapped: bool):
+    """Join record blocks along the saved-step axis (axis 1 when members lead)."""
+    axis = 1 if vmapped else 0
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=axis), *blocks)
+
+
+class _Checkpoint:
+    """Carry and records of a long run saved after each chunk, in one ``.npz`` file.
+
+    The file is keyed by a fingerprint of the program (number of steps, save interval,
+    hyperparameter values, shapes and dtypes of the state); a mismatching file raises
+    instead of being silently reused. It is written atomically (temporary file, rename).
+    """
+
+    def __init__(self, path, identity) -> None:
+        import hashlib
+        import os
+
+        self.path = os.fspath(path)
+        program, num_steps, hyper, carry = identity
+        leaves, tree = jax.tree.flatten(carry)
+        description = repr((
+            num_steps, program.save_every, program.has_batches, [name for name, _ in program.metrics],
+            {k: np.asarray(v).tolist() for k, v in sorted(hyper.items())},
+            str(tree), [(np.shape(x), str(x.dtype)) for x in leaves],
+        ))
+        self.fingerprint = hashlib.sha256(description.encode()).hexdigest()
+
+    def exists(self) -> bool:
+        import os
+
+        return os.path.exists(self.path)
+
+    @staticmethod
+    def _to_numpy(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return np.asarray(jax.random.key_data(x))
+        return np.asarray(x)
+
+    def save(self, done_chunks: int, carry: _Carry, records) -> None:
+        import os
+
+        arrays = {f"carry_{i}": self._to_numpy(x) for i, x in enumerate(jax.tree.leaves(carry))}
+        arrays.update({f"records_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(records))})
+        temporary = self.path + ".tmp.npz"
+        np.savez(temporary, fingerprint=np.asarray(self.fingerprint), done_chunks=done_chunks, **arrays)
+        os.replace(temporary, self.path)
+
+    def load(self, carry: _Carry, first):
+        with np.load(self.path) as data:
+            if str(data["fingerprint"]) != self.fingerprint:
+                raise ValueError(
+                    f"checkpoint {self.path} belongs to a different run (other steps, "
+                    "hyperparameters or shapes); delete it or choose another path"
+                )
+            leaves, tree = jax.tree.flatten(carry)
+            restored = []
+            for i, template in enumerate(leaves):
+                value = data[f"carry_{i}"]
+                if jnp.issubdtype(template.dtype, jax.dtypes.prng_key):
+                    restored.append(jax.random.wrap_key_data(value, impl=jax.random.key_impl(template)))
+                else:
+                    restored.append(jnp.asarray(value, dtype=template.dtype))
+            record_leaves, record_tree = jax.tree.flatten(first)
+            records = [jnp.asarray(data[f"records_{i}"]) for i in range(len(record_leaves))]
+            return int(data["done_chunks"]), jax.tree.unflatten(tree, restored), jax.tree.unflatten(record_tree, records)
 
 
 def _chunk_sizes(num_saves: int, target_chunks: int) -> list[int]:
@@ -294,6 +365,7 @@ def run(
     metrics: Optional[Mapping[str, Metric]] = None,
     save_params: bool = True,
     progress: bool = False,
+    checkpoint: Optional[str] = None,
 ) -> Trajectory:
     """Train ``params0`` with ``optimizer`` for ``num_steps`` steps as one compiled scan.
 
@@ -310,6 +382,8 @@ def run(
       metrics: name -> ``fn(params)`` evaluated at the saved steps.
       save_params: record the parameters (turn off for large models).
       progress: show a progress bar (runs the scan in chunks).
+      checkpoint: a ``.npz`` path; the state is saved there after each of ~20 chunks
+        and an interrupted run called again with the same arguments resumes from it.
 
     Returns:
       A :class:`Trajectory`; a warning names the step where the run diverged, if it did.
@@ -325,7 +399,8 @@ def run(
         save_params=save_params,
     )
     key = jax.random.key(0) if key is None else key
-    trajectory = _execute(program, False, False, {}, params0, key, batches, int(num_steps), progress)
+    trajectory = _execute(program, False, False, {}, params0, key, batches, int(num_steps),
+                          progress, checkpoint)
     step = int(trajectory.diverged_at)
     if step >= 0:
         warnings.warn(
@@ -395,6 +470,19 @@ class SweepResult:
         return rows
 
 
+MEMBER_AXIS = "members"
+
+
+def _shard_members(trees: tuple, num_members: int, devices: Optional[Sequence[jax.Device]]):
+    """Place arrays with a leading member axis on a 1-d device mesh (no-op on one device)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if len(devices) < 2 or num_members % len(devices):
+        return trees
+    mesh = jax.sharding.Mesh(np.asarray(devices), (MEMBER_AXIS,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(MEMBER_AXIS))
+    return tuple(jax.device_put(tree, sharding) for tree in trees)
+
+
 def sweep(
     make_optimizer: Callable[..., optax.GradientTransformation],
     loss_fn: LossFn,
@@ -410,6 +498,8 @@ def sweep(
     metrics: Optional[Mapping[str, Metric]] = None,
     save_params: bool = True,
     progress: bool = False,
+    devices: Optional[Sequence[jax.Device]] = None,
+    checkpoint: Optional[str] = None,
 ) -> SweepResult:
     """Train every point of ``grid`` × ``num_seeds`` seeds as one ``vmap``-ed program.
 
@@ -420,6 +510,12 @@ def sweep(
 
     ``params0`` is shared, or ``params0(key) -> params`` draws each seed's start; seed
     ``s`` uses key ``fold_in(key, s)`` for its start and its noise.
+
+    With several devices (``devices``, default all of ``jax.devices()``) the members are
+    sharded along a one-axis mesh ``("members",)`` when their number is a multiple of the
+    device count; XLA then runs each device's share in parallel. On several hosts, call
+    ``jax.distributed.initialize()`` first and pass ``jax.devices()`` (all hosts' devices).
+    ``checkpoint`` makes a long sweep resumable, as in :func:`run`.
     """
     if not grid:
         raise ValueError("grid must name at least one hyperparameter")
@@ -459,8 +555,11 @@ def sweep(
         has_batches=batches is not None,
         save_params=save_params,
     )
+    hyper, seed_keys = _shard_members((hyper, seed_keys), len(members), devices)
+    if per_member_params:
+        (start,) = _shard_members((start,), len(members), devices)
     trajectory = _execute(program, True, per_member_params, hyper, start, seed_keys, batches,
-                          int(num_steps), progress)
+                          int(num_steps), progress, checkpoint)
     diverged = int(np.sum(np.asarray(trajectory.diverged_at) >= 0))
     if diverged:
         warnings.warn(
