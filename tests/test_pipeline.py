@@ -1,0 +1,99 @@
+"""The reproduce pipeline: registry, claims, cache/resume, report files, CLI; and cks.fig1."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+from adabias import cli  # noqa: E402
+from adabias.experiments import REGISTRY, Result, base, cks_fig1  # noqa: E402
+from adabias.report import run_experiments, write_report  # noqa: E402
+
+
+@pytest.mark.parametrize("beta,rho,eps", [(0.95, 0.9, 1e-4), (0.95, 0.999, 1e-1), (0.0, 0.5, 10.0)])
+def test_fig1_quadrature_matches_closed_form(beta, rho, eps):
+    xs = np.linspace(-2, 2, 401)
+    xs[200] = 0.0
+    numeric = cks_fig1.quadrature(xs, beta, rho, eps, nodes=8)
+    exact = cks_fig1.closed_form(xs, beta, rho, eps)
+    np.testing.assert_allclose(numeric, exact, rtol=1e-10, atol=1e-12 * np.max(np.abs(exact)))
+
+
+def test_fig1_closed_form_against_a_plain_riemann_sum():
+    # independent of both: midpoint rule on a very fine grid of d√(ε+y²)
+    beta, rho, eps, x = 0.95, 0.99, 1e-2, 0.7
+    y = np.linspace(0, x, 2_000_001)
+    mid = (y[1:] + y[:-1]) / 2
+    riemann = np.sum(cks_fig1.coefficient(mid, beta, rho, eps) * np.diff(np.sqrt(eps + y * y)))
+    assert cks_fig1.closed_form(np.array(x), beta, rho, eps) == pytest.approx(riemann, rel=1e-9)
+
+
+def test_claim_normalizes_numbers_and_rejects_undeclared():
+    exp = REGISTRY["cks.fig1"]
+    claim = base.make_claim(exp, "cks.fig1.closed_form", np.bool_(True),
+                            {"a": np.float64(0.5), "b": np.arange(3), "c": float("nan")})
+    assert claim.to_json()["numbers"] == {"a": 0.5, "b": [0, 1, 2], "c": None}
+    assert claim.held is True
+    with pytest.raises(KeyError, match="does not declare"):
+        base.make_claim(exp, "cks.fig1.nonexistent", True, {})
+    with pytest.raises(RuntimeError, match="not decided"):
+        base.check_result(exp, Result(claims=[claim]))
+
+
+def test_select_by_id_and_prefix():
+    assert [e.id for e in base.select(["cks.fig1"])] == ["cks.fig1"]
+    assert "cks.fig1" in [e.id for e in base.select(["cks"])]
+    with pytest.raises(KeyError, match="no experiment"):
+        base.select(["cks.fig99"])
+
+
+def test_reproduce_writes_report_and_resumes_from_cache(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert cli.main(["reproduce", "--only", "cks.fig1", "--out", str(out), "--no-progress"]) == 0
+    for name in ["report.md", "report.html", "claims.json", "figures/cks.fig1.curves.png",
+                 "figures/cks.fig1.curves.svg", "data/cks.fig1.curves.csv", "logs/cks.fig1.log",
+                 "results/cks.fig1.json"]:
+        assert (out / name).exists(), name
+    claims = json.loads((out / "claims.json").read_text())
+    assert {c["id"] for c in claims} == set(REGISTRY["cks.fig1"].claims)
+    for c in claims:
+        assert set(c) >= {"id", "statement", "held", "numbers", "settings", "experiment", "paper"}
+        assert c["experiment"] == "cks.fig1" and c["paper"] == "CKS" and c["numbers"]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "src='figures/" not in html
+    csv_header = (out / "data/cks.fig1.curves.csv").read_text().splitlines()[0]
+    assert csv_header.startswith("x,F_eps")
+    # second call: loaded from the cache, same claims
+    records = run_experiments(base.select(["cks.fig1"]), out, progress=False, version="0.1.0")
+    assert records[0].status == "cached"
+    assert records[0].claims == claims
+    # --force runs again
+    records = run_experiments(base.select(["cks.fig1"]), out, force=True, progress=False,
+                              version="0.1.0")
+    assert records[0].status == "ran"
+
+
+def test_a_failing_experiment_is_reported_and_the_exit_code_is_nonzero(tmp_path, monkeypatch):
+    def broken(settings, context):
+        raise FloatingPointError("loss became NaN at step 17")
+
+    exp = base.Experiment(id="test.broken", paper="CKS", title="broken", quick={}, full={},
+                          claims={"test.broken": "never decided"}, run=broken)
+    monkeypatch.setitem(base.REGISTRY, "test.broken", exp)
+    out = tmp_path / "report"
+    code = cli.main(["reproduce", "--only", "test.broken", "cks.fig1", "--out", str(out),
+                     "--no-progress"])
+    assert code == 1
+    assert "FloatingPointError" in (out / "logs/test.broken.log").read_text()
+    assert "loss became NaN at step 17" in (out / "report.md").read_text()
+
+
+def test_cli_list_and_unknown_id(capsys, tmp_path):
+    assert cli.main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert "cks.fig1" in printed and "cks.fig1.large_eps" in printed
+    assert cli.main(["reproduce", "--only", "nope", "--out", str(tmp_path)]) == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
