@@ -7,7 +7,7 @@ gradient-norm measures (``adabias.measures``), a compiled trajectory engine
 reproduction pipeline (``adabias.experiments``, ``adabias reproduce``).
 """
 
-from adabias import flows, measures, optim
+from adabias import flows, measures, optim, problems
 from adabias.engine import SweepResult, Trajectory, run, sweep
 
 __version__ = "0.1.0"

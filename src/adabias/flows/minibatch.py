@@ -1,0 +1,217 @@
+"""Mini-batch Adam's piecewise modified flow, CKS Theorem 3.1 (DESIGN §3.4).
+
+Bias-corrected exponential average AV_γⁿ[a_·] = (1/(1−γⁿ⁺¹)) Σ_{k=0}^{n} γⁿ⁻ᵏ(1−γ) a_k;
+step k uses data batch k mod m (E_k its loss). On t ∈ [nh, (n+1)h):
+
+    θ̇_j = −M_j/R_j + h ( M_j(2P_j + P̄_j)/(2R_j³) − (2L_j + L̄_j)/(2R_j) )          (3.2)
+    M = AV_βⁿ[∇E_·(θ)],  R = √(AV_ρⁿ[(∇E_·(θ))²] + ε),  q_l = M⁽ˡ⁾/R⁽ˡ⁾,
+    L = AV_βⁿ[H_k S_k],  L̄ = AV_βⁿ[H_k q_n],  P = AV_ρⁿ[∇E_k ⊙ H_k S_k],
+    P̄ = AV_ρⁿ[∇E_k ⊙ H_k q_n],  S_k = Σ_{l=k}^{n−1} q_l,  H_k = ∇²E_k(θ),
+
+everything at the current θ. Cost of one right-hand side (no O(n²)):
+
+1. the m batch gradients g_b (one vmapped gradient);
+2. q_l for every l of a window by the EMA recursions (a ``lax.scan``, O(W·p));
+3. the suffix sums S_k (a reversed cumulative sum) and per-batch aggregates
+   u_b = Σ_{k≡b} w_k S_k, W_b = Σ_{k≡b} w_k (``segment_sum``, O(W·p)), so that
+   2L + L̄ = Σ_b H_b(2u_b + W_b q_n) and 2P + P̄ = Σ_b g_b ⊙ H_b(2v_b + W'_b q_n)
+   (w: β-weights, v, W': ρ-weights);
+4. two HVPs per batch (the gradient of E_b linearized once, vmapped over 2 tangents).
+
+**Window (static shapes, jittable in t).** The averaging indices k are restricted to the
+last W steps n−W+1 … n. Exact choice: ``num_steps=N`` and ``truncation=0`` give W = N+1,
+exact for every n ≤ N. Default (``truncation=1e-17``): EMA weights γ^K < 1e-17 (below
+float64 resolution relative to the leading weight) are dropped, K = ⌈log(1e-17)/log γ⌉,
+γ = max(β, ρ), W = 2K+2 (K for the outer average plus K so that every q_l it uses is
+itself exact to 1e-17); if ``num_steps`` is given, W = min(N+1, 2K+2), and the field is
+exact whenever W = N+1. Tests check the truncated and exact fields agree to ~1e-15.
+
+**Pieces.** n is the largest integer with fl(n·h) ≤ t (n ≥ 0), i.e. the pieces are
+[t_n, t_{n+1}) on the grid ``jnp.arange(N + 1) * h``; pass that grid as ``jump_ts`` to
+:func:`adabias.flows.solve` (the controller stops at prevbefore(t_n), evaluated on piece
+n−1, and restarts after t_n). Compare θ(t_n) with Adam's iterate θ⁽ⁿ⁾.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from adabias._validation import check_positive, check_unit_interval, is_concrete
+from adabias.measures.hvp import hvp_batched
+
+PyTree = Any
+
+__all__ = ["adam_minibatch", "adam_minibatch_zeroth", "step_index", "jump_times", "window_size"]
+
+
+def jump_times(learning_rate: float, num_steps: int) -> jax.Array:
+    """The grid t_n = fl(n·h), n = 0 … num_steps: Adam's times and the flow's jumps."""
+    return jnp.arange(num_steps + 1) * learning_rate
+
+
+def step_index(t: jax.Array, learning_rate: float) -> jax.Array:
+    """The piece n of t: the largest n ≥ 0 with fl(n·h) ≤ t (robust to rounding of t/h)."""
+    n = jnp.floor(t / learning_rate).astype(jnp.int32)
+    n = jnp.where(n.astype(t.dtype) * learning_rate > t, n - 1, n)
+    n = jnp.where((n + 1).astype(t.dtype) * learning_rate <= t, n + 1, n)
+    return jnp.maximum(n, 0)
+
+
+def window_size(beta1: float, beta2: float, *, num_steps: Optional[int] = None,
+                truncation: float = 1e-17) -> int:
+    """The static number W of most recent steps the field averages over (module doc)."""
+    if num_steps is not None and (not isinstance(num_steps, int) or num_steps < 0):
+        raise ValueError(f"num_steps must be a non-negative int, got num_steps={num_steps!r}")
+    if truncation < 0 or truncation >= 1:
+        raise ValueError(f"truncation must lie in [0, 1), got truncation={truncation!r}")
+    exact = None if num_steps is None else num_steps + 1
+    if truncation == 0 or not (is_concrete(beta1) and is_concrete(beta2)):
+        if exact is None:
+            raise ValueError(
+                "num_steps is required without truncation (truncation=0 or traced betas)"
+            )
+        return exact
+    gamma = max(float(beta1), float(beta2))
+    k = 1 if gamma == 0.0 else max(1, math.ceil(math.log(truncation) / math.log(gamma)))
+    truncated = 2 * k + 2
+    return truncated if exact is None else min(exact, truncated)
+
+
+def _validate(learning_rate, beta1, beta2, eps, batches):
+    check_positive("learning_rate", learning_rate)
+    check_unit_interval("beta1", beta1)
+    check_unit_interval("beta2", beta2)
+    check_positive("eps", eps)
+    leaves = jax.tree.leaves(batches)
+    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
+    if not leaves or len(sizes) != 1 or None in sizes or 0 in sizes:
+        raise ValueError("batches must be a pytree whose leaves share a leading axis m ≥ 1")
+    return sizes.pop()
+
+
+class _Prepared:
+    """Shared per-evaluation quantities: flat params, batch gradients, window EMAs."""
+
+    def __init__(self, loss_fn, batches, num_batches, h, beta1, beta2, eps, window, t, params):
+        x, self.unravel = ravel_pytree(params)
+        self.x = x
+        self.flat_loss = lambda y, batch: loss_fn(self.unravel(y), batch)
+        # 1. batch gradients g_b, shape (m, p)
+        self.grads = jax.vmap(jax.grad(self.flat_loss), in_axes=(None, 0))(x, batches)
+        n = step_index(jnp.asarray(t, dtype=x.dtype), h)
+        self.n = n
+        offsets = jnp.arange(window)                    # j; absolute step k = n − W + 1 + j
+        steps = n - (window - 1) + offsets
+        self.valid = steps >= 0
+        self.batch_of = jnp.mod(steps, num_batches)
+        a = jnp.where(self.valid[:, None], self.grads[self.batch_of], 0.0)
+
+        # 2. q_l for l in the window (EMAs started at zero before the window)
+        def ema(carry, inputs):
+            mm, vv = carry
+            a_k, k, ok = inputs
+            mm = beta1 * mm + (1.0 - beta1) * a_k
+            vv = beta2 * vv + (1.0 - beta2) * a_k * a_k
+            c1 = jnp.where(ok, 1.0 - beta1 ** (k + 1).astype(x.dtype), 1.0)
+            c2 = jnp.where(ok, 1.0 - beta2 ** (k + 1).astype(x.dtype), 1.0)
+            big_m = mm / c1
+            big_r = jnp.sqrt(vv / c2 + eps)
+            return (mm, vv), (big_m / big_r, big_m, big_r)
+
+        zeros = jnp.zeros_like(x)
+        _, (q, big_m, big_r) = jax.lax.scan(ema, (zeros, zeros), (a, steps, self.valid))
+        self.q = q
+        self.m_n, self.r_n, self.q_n = big_m[-1], big_r[-1], q[-1]
+
+
+def adam_minibatch(
+    loss_fn: Callable[[PyTree, PyTree], jax.Array],
+    batches: PyTree,
+    learning_rate: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    *,
+    num_steps: Optional[int] = None,
+    truncation: float = 1e-17,
+) -> Callable[[jax.Array, PyTree], PyTree]:
+    """First-order modified flow of cyclic mini-batch Adam, CKS Theorem 3.1, eq. (3.2).
+
+    Args:
+      loss_fn: ``loss_fn(params, batch)``, E_k = loss_fn(·, batch k mod m).
+      batches: pytree whose leaves have leading axis m.
+      learning_rate, beta1, beta2, eps: h, β, ρ, ε of bias-corrected Adam (2.1).
+      num_steps: the horizon N the flow is integrated over (t ≤ N·h); with it the window
+        is at most N+1 steps (exact).
+      truncation: drop EMA weights below this (static window; 0 = exact, needs num_steps).
+
+    Returns:
+      ``f(t, params) -> dparams/dt``, piecewise constant in n = step_index(t, h).
+      Cost per evaluation: one vmapped gradient over the m batches, O(W·p) EMA work and
+      2m HVPs; see the module docstring.
+    """
+    num_batches = _validate(learning_rate, beta1, beta2, eps, batches)
+    window = window_size(beta1, beta2, num_steps=num_steps, truncation=truncation)
+    h = learning_rate
+    # static decay powers γ^(n−k) = γ^(W−1−j)
+    lags = jnp.arange(window - 1, -1, -1)
+
+    def field(t, params):
+        s = _Prepared(loss_fn, batches, num_batches, h, beta1, beta2, eps, window, t, params)
+        dtype = s.x.dtype
+        n = s.n.astype(dtype)
+        # 3. suffix sums S_k = Σ_{l=k}^{n−1} q_l (q_n excluded; invalid q are zero)
+        q_before = s.q.at[-1].set(0.0)
+        suffix = jnp.cumsum(q_before[::-1], axis=0)[::-1]
+
+        def weights(gamma):
+            w = (1.0 - gamma) * gamma ** lags.astype(dtype) / (1.0 - gamma ** (n + 1.0))
+            return jnp.where(s.valid, w, 0.0)
+
+        w_beta, w_rho = weights(beta1), weights(beta2)
+        seg = lambda v: jax.ops.segment_sum(v, s.batch_of, num_segments=num_batches)
+        u = seg(w_beta[:, None] * suffix)                    # (m, p)
+        v = seg(w_rho[:, None] * suffix)
+        tangent_l = 2.0 * u + seg(w_beta)[:, None] * s.q_n[None, :]
+        tangent_p = 2.0 * v + seg(w_rho)[:, None] * s.q_n[None, :]
+        # 4. two HVPs per batch
+        tangents = jnp.stack([tangent_l, tangent_p], axis=1)   # (m, 2, p)
+        products = jax.vmap(lambda batch, tans: hvp_batched(s.flat_loss, s.x, tans, batch))(
+            batches, tangents)
+        two_l_plus = jnp.sum(products[:, 0], axis=0)             # 2L + L̄
+        two_p_plus = jnp.sum(s.grads * products[:, 1], axis=0)   # 2P + P̄
+        m_n, r_n = s.m_n, s.r_n
+        rate = -m_n / r_n + h * (m_n * two_p_plus / (2.0 * r_n**3) - two_l_plus / (2.0 * r_n))
+        return s.unravel(rate)
+
+    return field
+
+
+def adam_minibatch_zeroth(
+    loss_fn: Callable[[PyTree, PyTree], jax.Array],
+    batches: PyTree,
+    learning_rate: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    num_steps: Optional[int] = None,
+    *,
+    truncation: float = 1e-17,
+) -> Callable[[jax.Array, PyTree], PyTree]:
+    """Zeroth-order flow of cyclic mini-batch Adam: θ̇ = −M⁽ⁿ⁾/R⁽ⁿ⁾ on [nh, (n+1)h) (3.2
+    without its h-term); tracks Adam's iterates to O(h). Arguments as :func:`adam_minibatch`.
+    """
+    num_batches = _validate(learning_rate, beta1, beta2, eps, batches)
+    window = window_size(beta1, beta2, num_steps=num_steps, truncation=truncation)
+
+    def field(t, params):
+        s = _Prepared(loss_fn, batches, num_batches, learning_rate, beta1, beta2, eps, window,
+                      t, params)
+        return s.unravel(-s.q_n)
+
+    return field

@@ -1,0 +1,71 @@
+"""The papers' loss landscapes, models and data (layer 5 of the architecture)."""
+
+from adabias.problems.bilinear import (
+    BILINEAR_START,
+    BILINEAR_X,
+    BILINEAR_Y,
+    bilinear_landscape,
+    bilinear_loss,
+    bilinear_min_one_norm_point,
+)
+from adabias.problems.classifiers import (
+    accuracy,
+    classifier_loss,
+    cnn_apply,
+    cross_entropy_loss,
+    init_cnn,
+    init_mlp,
+    mlp_apply,
+)
+from adabias.problems.data import CIFAR_SPECS, CifarSpec, default_data_root, load_cifar, load_digits
+from adabias.problems.diagonal_net import (
+    diagonal_net_hessian_diag_on_manifold,
+    diagonal_net_loss,
+    diagonal_net_predict,
+    diagonal_net_test_loss,
+    diagonal_net_weights,
+    init_diagonal_net,
+    sparse_regression_data,
+)
+from adabias.problems.matrix_sensing import (
+    init_matrix_sensing,
+    matrix_sensing_data,
+    matrix_sensing_loss,
+    matrix_sensing_predict,
+    matrix_sensing_test_error,
+)
+from adabias.problems.noise import label_noise
+
+__all__ = [
+    "BILINEAR_START",
+    "BILINEAR_X",
+    "BILINEAR_Y",
+    "CIFAR_SPECS",
+    "CifarSpec",
+    "accuracy",
+    "bilinear_landscape",
+    "bilinear_loss",
+    "bilinear_min_one_norm_point",
+    "classifier_loss",
+    "cnn_apply",
+    "cross_entropy_loss",
+    "default_data_root",
+    "diagonal_net_hessian_diag_on_manifold",
+    "diagonal_net_loss",
+    "diagonal_net_predict",
+    "diagonal_net_test_loss",
+    "diagonal_net_weights",
+    "init_cnn",
+    "init_diagonal_net",
+    "init_matrix_sensing",
+    "init_mlp",
+    "label_noise",
+    "load_cifar",
+    "load_digits",
+    "matrix_sensing_data",
+    "matrix_sensing_loss",
+    "matrix_sensing_predict",
+    "matrix_sensing_test_error",
+    "mlp_apply",
+    "sparse_regression_data",
+]

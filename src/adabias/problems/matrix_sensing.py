@@ -1,0 +1,85 @@
+"""Low-rank matrix sensing with an asymmetric factorisation M = U Vᵀ.
+
+Parameters {"U": (d, r), "V": (d, r)}; prediction ŷ_i = ⟨A_i, U Vᵀ⟩_F for sensing matrices
+A_i ∈ ℝ^{d×d}; loss ½·mean_i (ŷ_i − y_i)². Ground truth M* = U* V*ᵀ of rank ``rank``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.typing import ArrayLike
+
+__all__ = [
+    "init_matrix_sensing",
+    "matrix_sensing_data",
+    "matrix_sensing_loss",
+    "matrix_sensing_predict",
+    "matrix_sensing_test_error",
+]
+
+Params = dict[str, Array]
+Batch = dict[str, Array]
+
+
+def matrix_sensing_predict(params: Params, a: ArrayLike) -> Array:
+    """ŷ_i = ⟨A_i, U Vᵀ⟩_F = Σ_jk A_ijk (U Vᵀ)_jk; ``a`` has shape (n, d, d)."""
+    m = params["U"] @ params["V"].T
+    return jnp.einsum("njk,jk->n", jnp.asarray(a), m)
+
+
+def matrix_sensing_loss(params: Params, batch: Batch) -> Array:
+    """L = ½·mean_i (⟨A_i, U Vᵀ⟩ − y_i)² for batch = {"a": (n, d, d), "y": (n,)}."""
+    residual = matrix_sensing_predict(params, batch["a"]) - batch["y"]
+    return 0.5 * jnp.mean(residual**2)
+
+
+def matrix_sensing_test_error(params: Params, m_star: ArrayLike) -> Array:
+    """Relative recovery error ‖U Vᵀ − M*‖_F² / ‖M*‖_F²."""
+    m_star = jnp.asarray(m_star)
+    diff = params["U"] @ params["V"].T - m_star
+    return jnp.sum(diff**2) / jnp.sum(m_star**2)
+
+
+def init_matrix_sensing(
+    key: Any, d: int, r: int, scale: float = 0.1, dtype: Any = None
+) -> Params:
+    """U, V with independent entries scale·N(0, 1)/√d (small init); r may exceed the true rank."""
+    dtype = dtype or jnp.result_type(float)
+    k_u, k_v = jax.random.split(key)
+    c = scale / jnp.sqrt(d)
+    return {
+        "U": c * jax.random.normal(k_u, (d, r), dtype=dtype),
+        "V": c * jax.random.normal(k_v, (d, r), dtype=dtype),
+    }
+
+
+def matrix_sensing_data(
+    key: Any,
+    n: int,
+    d: int,
+    rank: int,
+    *,
+    noise_std: float = 0.0,
+    dtype: Any = None,
+) -> tuple[Batch, Array]:
+    """Gaussian sensing: A_i with iid N(0, 1) entries, M* = U* V*ᵀ / √d with U*, V* ~ N(0, 1).
+
+    Returns ({"a": (n, d, d), "y": (n,)}, M*), y_i = ⟨A_i, M*⟩ (+ noise_std·N(0, 1)). The 1/√d
+    keeps M*'s entries O(1/√d)·√rank in size.
+    """
+    if not 1 <= rank <= d:
+        raise ValueError(f"rank must be in [1, d={d}], got {rank!r}")
+    dtype = dtype or jnp.result_type(float)
+    k_a, k_u, k_v, k_n = jax.random.split(key, 4)
+    u = jax.random.normal(k_u, (d, rank), dtype=dtype)
+    v = jax.random.normal(k_v, (d, rank), dtype=dtype)
+    m_star = u @ v.T / jnp.sqrt(d)
+    a = jax.random.normal(k_a, (n, d, d), dtype=dtype)
+    y = jnp.einsum("njk,jk->n", a, m_star)
+    if noise_std:
+        y = y + noise_std * jax.random.normal(k_n, (n,), dtype=dtype)
+    return {"a": a, "y": y}, m_star

@@ -1,0 +1,327 @@
+"""Tests for adabias.problems: landscapes, models, label noise, data loaders."""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import hashlib  # noqa: E402
+import io  # noqa: E402
+import tarfile  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import adabias.problems as P  # noqa: E402
+from adabias.problems import data as data_mod  # noqa: E402
+
+SUBSET = Path("/work/shared/data/cifar-10-subset")
+
+
+# ---------------------------------------------------------------- bilinear
+def test_bilinear_gradient_matches_formula():
+    theta = jnp.array([2.8, 3.5])
+    x, y = 2.0, 1.5
+    g = jax.grad(P.bilinear_loss)(theta, x, y)
+    r = y - theta[0] * theta[1] * x
+    expected = -r * x * jnp.array([theta[1], theta[0]])
+    np.testing.assert_allclose(g, expected, rtol=1e-12)
+    assert float(P.bilinear_loss(jnp.asarray(P.BILINEAR_START))) == pytest.approx(
+        0.5 * (1.5 - 2.8 * 3.5 * 2) ** 2
+    )
+
+
+def test_bilinear_min_point_and_landscape():
+    c = P.bilinear_min_one_norm_point()
+    np.testing.assert_allclose(c, [np.sqrt(0.75)] * 2)
+    assert float(P.bilinear_loss(c)) == pytest.approx(0.0, abs=1e-28)
+    g1, g2 = jnp.linspace(0, 4, 5), jnp.linspace(0, 3, 3)
+    z = P.bilinear_landscape(g1, g2)
+    assert z.shape == (3, 5)
+    assert float(z[2, 1]) == pytest.approx(float(P.bilinear_loss(jnp.array([g1[1], g2[2]]))))
+
+
+# ---------------------------------------------------------------- diagonal net
+def test_diagonal_net_loss_vs_numpy_loop():
+    batch, w_star = P.sparse_regression_data(jax.random.key(0), 7, 6, 2, noise_std=0.1)
+    params = {"u": jnp.linspace(0.1, 0.6, 6), "v": jnp.linspace(-0.3, 0.2, 6)}
+    z, y = np.asarray(batch["z"]), np.asarray(batch["y"])
+    u, v = np.asarray(params["u"]), np.asarray(params["v"])
+    total = 0.0
+    for i in range(z.shape[0]):
+        f = sum(z[i, j] * (u[j] ** 2 - v[j] ** 2) for j in range(z.shape[1]))
+        total += 0.5 * (f - y[i]) ** 2
+    assert float(P.diagonal_net_loss(params, batch)) == pytest.approx(total / z.shape[0])
+    np.testing.assert_array_equal(w_star, [1, 1, 0, 0, 0, 0])
+    assert set(np.unique(z)) == {-1.0, 1.0}
+    w = u**2 - v**2
+    assert float(P.diagonal_net_test_loss(params, w_star)) == pytest.approx(
+        np.sum((w - np.asarray(w_star)) ** 2)
+    )
+
+
+def test_sparse_regression_options():
+    batch, w_star = P.sparse_regression_data(
+        jax.random.key(1), 5, 10, 3, features="gaussian", random_support=True
+    )
+    assert batch["z"].shape == (5, 10) and batch["y"].shape == (5,)
+    assert float(jnp.sum(w_star)) == 3.0
+    np.testing.assert_allclose(batch["y"], batch["z"] @ w_star)
+    with pytest.raises(ValueError, match="features"):
+        P.sparse_regression_data(jax.random.key(1), 5, 10, 3, features="uniform")
+
+
+def test_init_diagonal_net_is_balanced():
+    params = P.init_diagonal_net(jax.random.key(2), 8)
+    np.testing.assert_array_equal(params["u"], params["v"])
+    np.testing.assert_array_equal(P.diagonal_net_weights(params), 0.0)
+    assert params["u"].dtype == jnp.float64
+
+
+@pytest.mark.parametrize("features", ["rademacher", "gaussian"])
+def test_hessian_diag_on_manifold_matches_jax_hessian(features):
+    d, n = 5, 3
+    batch, _ = P.sparse_regression_data(jax.random.key(3), n, d, 2, features=features)
+    params = {"u": jnp.array([0.5, -1.2, 0.3, 0.9, 0.1]), "v": jnp.array([0.2, 0.4, -0.7, 0.0, 1.1])}
+    batch = {"z": batch["z"], "y": P.diagonal_net_predict(params, batch["z"])}  # zero residual
+    assert float(P.diagonal_net_loss(params, batch)) == pytest.approx(0.0, abs=1e-28)
+    flat = jnp.concatenate([params["u"], params["v"]])
+
+    def loss_flat(x):
+        return P.diagonal_net_loss({"u": x[:d], "v": x[d:]}, batch)
+
+    h = jax.hessian(loss_flat)(flat)
+    closed = P.diagonal_net_hessian_diag_on_manifold(params, batch["z"])
+    np.testing.assert_allclose(jnp.diag(h), jnp.concatenate([closed["u"], closed["v"]]), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- label noise
+def test_label_noise_values_and_keys():
+    y = jnp.arange(64.0)
+    batch = {"z": jnp.ones((64, 2)), "y": y}
+    noise = P.label_noise(0.5)
+    out = noise(jax.random.key(0), batch)
+    diff = np.asarray(out["y"] - y)
+    assert set(np.unique(diff)) == {-0.5, 0.5}
+    assert out["z"] is batch["z"]
+    np.testing.assert_array_equal(batch["y"], y)  # input not modified
+    out2 = noise(jax.random.key(1), batch)
+    assert not np.array_equal(out["y"], out2["y"])
+    jitted = jax.jit(noise)(jax.random.key(0), batch)
+    np.testing.assert_array_equal(jitted["y"], out["y"])
+    assert out["y"].dtype == jnp.float64
+    with pytest.raises(ValueError):
+        P.label_noise(-1.0)
+
+
+# ---------------------------------------------------------------- matrix sensing
+def test_matrix_sensing_loss_vs_numpy():
+    batch, m_star = P.matrix_sensing_data(jax.random.key(4), 9, 4, 2)
+    assert batch["a"].shape == (9, 4, 4) and m_star.shape == (4, 4)
+    assert np.linalg.matrix_rank(np.asarray(m_star)) == 2
+    params = P.init_matrix_sensing(jax.random.key(5), 4, 3, scale=1.0)
+    a, y = np.asarray(batch["a"]), np.asarray(batch["y"])
+    m = np.asarray(params["U"]) @ np.asarray(params["V"]).T
+    expected = np.mean([0.5 * (np.sum(a[i] * m) - y[i]) ** 2 for i in range(9)])
+    assert float(P.matrix_sensing_loss(params, batch)) == pytest.approx(expected, rel=1e-12)
+    ms = np.asarray(m_star)
+    assert float(P.matrix_sensing_test_error(params, m_star)) == pytest.approx(
+        np.sum((m - ms) ** 2) / np.sum(ms**2)
+    )
+    # exact factorisation → zero loss and error
+    u, s, vt = np.linalg.svd(ms)
+    exact = {"U": jnp.asarray(u[:, :2] * s[:2]), "V": jnp.asarray(vt[:2].T)}
+    assert float(P.matrix_sensing_loss(exact, batch)) == pytest.approx(0.0, abs=1e-20)
+    assert float(P.matrix_sensing_test_error(exact, m_star)) == pytest.approx(0.0, abs=1e-20)
+
+
+# ---------------------------------------------------------------- classifiers
+def _np_cross_entropy(logits, labels):
+    logits = np.asarray(logits)
+    m = logits.max(axis=1, keepdims=True)
+    logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
+    return -np.mean(logp[np.arange(len(labels)), labels])
+
+
+def test_mlp_and_cnn_shapes_and_loss():
+    key = jax.random.key(6)
+    x = jax.random.uniform(key, (4, 8, 8, 1))
+    labels = np.array([0, 3, 9, 2])
+    mlp = P.init_mlp(key, (64, 16, 10))
+    logits = jax.jit(P.mlp_apply)(mlp, x)
+    assert logits.shape == (4, 10)
+    cnn = P.init_cnn(key, (8, 8, 1), 10, channels=(4, 8))
+    assert cnn["convs"][0]["w"].shape == (3, 3, 1, 4)
+    logits_c = jax.jit(P.cnn_apply)(cnn, x)
+    assert logits_c.shape == (4, 10)
+    for lg in (logits, logits_c):
+        assert float(jax.jit(P.cross_entropy_loss)(lg, labels)) == pytest.approx(
+            _np_cross_entropy(lg, labels), rel=1e-12
+        )
+    loss_fn = P.classifier_loss(P.cnn_apply)
+    batch = {"x": x, "y": jnp.asarray(labels)}
+    value, grads = jax.jit(jax.value_and_grad(loss_fn))(cnn, batch)
+    assert float(value) == pytest.approx(_np_cross_entropy(logits_c, labels))
+    assert jax.tree.structure(grads) == jax.tree.structure(cnn)
+    big = jnp.array([[10.0, 0.0], [0.0, 10.0], [10.0, 0.0]])
+    assert float(P.accuracy(big, jnp.array([0, 1, 1]))) == pytest.approx(2 / 3)
+
+
+# ---------------------------------------------------------------- digits
+def test_load_digits():
+    x_tr, y_tr, x_te, y_te = P.load_digits(test_fraction=0.25, seed=0)
+    assert x_tr.shape[1:] == (8, 8, 1) and x_te.shape[1:] == (8, 8, 1)
+    assert len(x_tr) + len(x_te) == 1797 and len(x_te) == 450
+    assert x_tr.min() >= 0.0 and x_tr.max() <= 1.0 and x_tr.max() == 1.0
+    assert set(np.unique(y_tr)) == set(range(10)) and y_te.dtype.kind == "i"
+
+
+# ---------------------------------------------------------------- CIFAR
+@pytest.mark.skipif(not SUBSET.is_dir(), reason="CIFAR-10 subset not available")
+def test_load_cifar_subset():
+    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar10", root=SUBSET)
+    assert x_tr.shape == (5000, 32, 32, 3) and x_te.shape == (1000, 32, 32, 3)
+    assert x_tr.dtype == np.uint8 and y_tr.dtype == np.int64
+    np.testing.assert_array_equal(y_tr[:10], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3])
+    np.testing.assert_array_equal(y_te[:10], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1])
+    # root pointing directly at the .bin directory works too
+    x2, y2, _, _ = P.load_cifar("cifar10", root=SUBSET / "cifar-10-batches-bin")
+    np.testing.assert_array_equal(y2, y_tr)
+    # channel order: rebuild record 3 of test_batch.bin by hand
+    raw = (SUBSET / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
+    rec = raw[3 * 3073 : 4 * 3073]
+    assert rec[0] == y_te[3]
+    for row, col in [(0, 0), (5, 17), (31, 31)]:
+        for c in range(3):
+            assert x_te[3, row, col, c] == rec[1 + c * 1024 + row * 32 + col]
+
+
+def _write_cifar10_dir(dirpath, n=3, batches=(1, 2, 3, 4, 5), seed=0):
+    rng = np.random.default_rng(seed)
+    dirpath.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}.bin" for i in batches] + ["test_batch.bin"]:
+        recs = rng.integers(0, 256, size=(n, 3073), dtype=np.uint8)
+        recs[:, 0] = rng.integers(0, 10, size=n)
+        (dirpath / name).write_bytes(recs.tobytes())
+
+
+def test_cifar_partial_batches_warns(tmp_path):
+    _write_cifar10_dir(tmp_path / "cifar-10-batches-bin", batches=(1, 3))
+    with pytest.warns(UserWarning, match="data_batch_2.bin"):
+        x_tr, y_tr, x_te, _ = P.load_cifar("cifar10", root=tmp_path)
+    assert x_tr.shape == (6, 32, 32, 3) and x_te.shape == (3, 32, 32, 3)
+
+
+def test_cifar_corrupted_file(tmp_path):
+    d = tmp_path / "cifar-10-batches-bin"
+    _write_cifar10_dir(d)
+    bad = d / "data_batch_2.bin"
+    bad.write_bytes(bad.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"data_batch_2\.bin.*9214"):
+        P.load_cifar("cifar10", root=tmp_path)
+
+
+def test_cifar100_fine_labels(tmp_path):
+    d = tmp_path / "cifar-100-binary"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    fine = {}
+    for name, n in [("train.bin", 4), ("test.bin", 2)]:
+        recs = rng.integers(0, 256, size=(n, 3074), dtype=np.uint8)
+        recs[:, 0] = rng.integers(0, 20, size=n)  # coarse
+        recs[:, 1] = rng.integers(20, 100, size=n)  # fine (distinct range)
+        fine[name] = recs[:, 1].astype(np.int64)
+        (d / name).write_bytes(recs.tobytes())
+        if name == "test.bin":
+            first = recs[0]
+    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar100", root=tmp_path)
+    np.testing.assert_array_equal(y_tr, fine["train.bin"])
+    np.testing.assert_array_equal(y_te, fine["test.bin"])
+    assert x_tr.shape == (4, 32, 32, 3)
+    assert x_te[0, 2, 7, 1] == first[2 + 1024 + 2 * 32 + 7]
+
+
+def _make_archive(tmp_path, dirname="cifar-10-batches-bin"):
+    src = tmp_path / "src"
+    _write_cifar10_dir(src / dirname)
+    archive = tmp_path / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src / dirname, arcname=dirname)
+    return archive, hashlib.md5(archive.read_bytes()).hexdigest()
+
+
+def _patch_md5(monkeypatch, name, md5):
+    spec = data_mod.CIFAR_SPECS[name]
+    monkeypatch.setitem(data_mod.CIFAR_SPECS, name, data_mod.CifarSpec(**{**spec.__dict__, "md5": md5}))
+
+
+def test_cifar_archive_extract_and_bad_md5(tmp_path, monkeypatch):
+    archive, md5 = _make_archive(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    target = root / "cifar-10-binary.tar.gz"
+    target.write_bytes(archive.read_bytes())
+    # real MD5 ≠ archive → clear error naming both hashes and the file
+    with pytest.raises(ValueError) as err:
+        P.load_cifar("cifar10", root=root)
+    msg = str(err.value)
+    assert "c32a1d4ab5d03f1284b67883e8d87530" in msg and md5 in msg and str(target) in msg
+    assert target.exists()  # a user's file is not deleted
+    _patch_md5(monkeypatch, "cifar10", md5)
+    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar10", root=root)
+    assert x_tr.shape == (15, 32, 32, 3) and (root / "cifar-10-batches-bin").is_dir()
+
+
+def test_cifar_unsafe_archive(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    root.mkdir()
+    archive = root / "cifar-10-binary.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo("../evil.bin")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    _patch_md5(monkeypatch, "cifar10", hashlib.md5(archive.read_bytes()).hexdigest())
+    with pytest.raises(ValueError, match="unsafe"):
+        P.load_cifar("cifar10", root=root)
+    assert not (tmp_path / "evil.bin").exists()
+
+
+def test_cifar_missing_without_download(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        P.load_cifar("cifar10", root=tmp_path)
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "download=True" in msg
+
+
+def test_cifar_default_root_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADABIAS_DATA", str(tmp_path))
+    assert P.default_data_root() == tmp_path
+    _write_cifar10_dir(tmp_path / "cifar-10-batches-bin")
+    assert P.load_cifar("cifar10")[0].shape == (15, 32, 32, 3)
+
+
+def test_cifar_download_with_local_fetch(tmp_path, monkeypatch):
+    archive, md5 = _make_archive(tmp_path)
+    seen = []
+
+    def fake_urlopen(url, *args, **kwargs):
+        seen.append(url)
+        return open(archive, "rb")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    root = tmp_path / "dl"
+    # wrong checksum: refused, file deleted
+    with pytest.raises(ValueError, match="MD5 mismatch.*deleted"):
+        P.load_cifar("cifar10", root=root, download=True)
+    assert not (root / "cifar-10-binary.tar.gz").exists()
+    assert seen == ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]
+    _patch_md5(monkeypatch, "cifar10", md5)
+    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar10", root=root, download=True)
+    assert x_tr.shape == (15, 32, 32, 3) and y_te.shape == (3,)
+
+
+def test_cifar_bad_name():
+    with pytest.raises(ValueError, match="cifar10"):
+        P.load_cifar("mnist")
