@@ -97,3 +97,18 @@ def test_cli_list_and_unknown_id(capsys, tmp_path):
     assert "cks.fig1" in printed and "cks.fig1.large_eps" in printed
     assert cli.main(["reproduce", "--only", "nope", "--out", str(tmp_path)]) == 2
     assert "no experiment 'nope'" in capsys.readouterr().err
+
+
+def test_table1_limits_and_signs_hold():
+    from adabias.experiments import cks_table1
+
+    exp = REGISTRY["cks.table1"]
+    result = exp.run(exp.settings(False), base.Context(progress=False))
+    base.check_result(exp, result)
+    assert all(c.held for c in result.claims), [c.numbers for c in result.claims if not c.held]
+    # the small-ε limit error falls linearly in ε (slope 1 on log-log)
+    eps = np.asarray(result.data["limits"]["eps"])
+    error = np.asarray(result.data["limits"]["small_eps_error_b0.95_r0.9"])
+    slope = np.polyfit(np.log(eps[:6]), np.log(error[:6]), 1)[0]
+    assert slope == pytest.approx(1.0, abs=0.05)
+    assert cks_table1.SETTINGS["cells"][0][0] > cks_table1.SETTINGS["cells"][0][1]

@@ -3,7 +3,7 @@
 ``REGISTRY`` maps experiment ids to :class:`Experiment`; ``adabias reproduce`` runs them.
 """
 
-from adabias.experiments import cks_fig1  # noqa: F401  (registers)
+from adabias.experiments import cks_fig1, cks_table1  # noqa: F401  (register)
 from adabias.experiments.base import (REGISTRY, Claim, Context, Experiment, Result, experiment,
                                       make_claim, select)
 
