@@ -71,7 +71,7 @@ def test_theorem_31_matches_the_literal_formula(truncation, num_steps):
     h, beta, rho, eps = 0.05, 0.8, 0.9, 1e-3
     field = jax.jit(adam_minibatch(loss, BATCHES, h, beta, rho, eps,
                                    num_steps=num_steps, truncation=truncation))
-    zeroth = jax.jit(adam_minibatch_zeroth(loss, BATCHES, h, beta, rho, eps, num_steps,
+    zeroth = jax.jit(adam_minibatch_zeroth(loss, BATCHES, h, beta, rho, eps, num_steps=num_steps,
                                            truncation=truncation))
     for n in (0, 1, 2, 4, 11, 30):
         for frac in (0.0, 0.37):

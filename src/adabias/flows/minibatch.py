@@ -199,8 +199,8 @@ def adam_minibatch_zeroth(
     beta1: float,
     beta2: float,
     eps: float,
-    num_steps: Optional[int] = None,
     *,
+    num_steps: Optional[int] = None,
     truncation: float = 1e-17,
 ) -> Callable[[jax.Array, PyTree], PyTree]:
     """Zeroth-order flow of cyclic mini-batch Adam: θ̇ = −M⁽ⁿ⁾/R⁽ⁿ⁾ on [nh, (n+1)h) (3.2
