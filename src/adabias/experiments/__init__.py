@@ -1,8 +1,9 @@
 """Experiments (layer 6): one module per paper figure or table, registered on import.
 
 ``REGISTRY`` maps experiment ids to :class:`Experiment`; ``adabias reproduce`` runs them.
-Every module of this package named ``cks_*`` or ``lwl_*`` is imported here, in name order,
-and registers its experiments with the :func:`experiment` decorator.
+Every module of this package named ``cks_*`` or ``lwl_*`` is imported here and registers its
+experiments with the :func:`experiment` decorator; the registry is then put in the papers'
+order (:data:`PAPER_ORDER`, DESIGN §4.2), any other id after those, by name.
 """
 
 import importlib
@@ -18,7 +19,22 @@ def _paper_modules() -> list[str]:
                   if info.name.startswith(("cks_", "lwl_")))
 
 
+#: The experiments in the order of the papers (the report and ``adabias list`` follow it).
+PAPER_ORDER = ("cks.fig1", "cks.table1", "cks.flow_order", "cks.thm31", "cks.example23",
+               "cks.fig2", "cks.fig3", "cks.fig4", "cks.fig5", "cks.fig6",
+               "lwl.table1", "lwl.sharpness", "lwl.adame", "lwl.slow_ode", "lwl.sparse",
+               "lwl.matfac")
+
+
+def _in_paper_order() -> None:
+    rank = {id_: index for index, id_ in enumerate(PAPER_ORDER)}
+    ordered = sorted(REGISTRY.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0]))
+    REGISTRY.clear()
+    REGISTRY.update(ordered)
+
+
 for _name in _paper_modules():
     importlib.import_module(f"{__name__}.{_name}")
+_in_paper_order()
 
-__all__ = ["REGISTRY", "Claim", "Context", "Experiment", "Result", "experiment", "make_claim", "select"]
+__all__ = ["PAPER_ORDER", "REGISTRY", "Claim", "Context", "Experiment", "Result", "experiment", "make_claim", "select"]
