@@ -8,7 +8,7 @@ from adabias.flows.label_noise import (hessian_trace_semigradient, label_noise_a
                                        label_noise_slow, project_to_manifold, quasi_static_v,
                                        tangent_projector)
 from adabias.flows.minibatch import adam_minibatch, adam_minibatch_zeroth, jump_times
-from adabias.flows.solve import OrderFit, fit_order, global_error, solve
+from adabias.flows.solve import OrderFit, fit_order, global_error, solve, solve_steps
 
 __all__ = [
     "gd_modified", "heavy_ball_modified", "adam_full_batch", "adam_small_eps_limit",
@@ -16,5 +16,5 @@ __all__ = [
     "adam_minibatch", "adam_minibatch_zeroth", "jump_times",
     "label_noise_slow", "label_noise_alpha", "project_to_manifold", "quasi_static_v",
     "hessian_trace_semigradient", "tangent_projector",
-    "solve", "global_error", "fit_order", "OrderFit",
+    "solve", "solve_steps", "global_error", "fit_order", "OrderFit",
 ]
