@@ -209,6 +209,17 @@ sharded = ab.sweep(make, loss, jnp.zeros(2), 50, grid=grid, save_every=10)
 shards = {d for d in sharded.trajectory.loss.sharding.device_set}
 single = ab.sweep(make, loss, jnp.zeros(2), 50, grid=grid, save_every=10, devices=jax.devices()[:1])
 np.testing.assert_allclose(sharded.trajectory.params, single.trajectory.params, rtol=1e-12)
+# a member diverging inside a block: the re-run is decided across devices
+with __import__("warnings").catch_warnings():
+    __import__("warnings").simplefilter("ignore")
+    grid = {"learning_rate": [0.01, 0.1, 0.5, 3.0]}
+    sharded_gd = ab.sweep(lambda learning_rate: ab.optim.gd(learning_rate), loss, jnp.zeros(2), 40, grid=grid, save_every=10)
+    single_gd = ab.sweep(lambda learning_rate: ab.optim.gd(learning_rate), loss, jnp.zeros(2), 40, grid=grid, save_every=10,
+                         devices=jax.devices()[:1])
+diverged = np.asarray(sharded_gd.trajectory.diverged_at)
+assert (diverged[:3] == -1).all() and diverged[3] > 0 and diverged[3] % 10, diverged
+np.testing.assert_array_equal(diverged, single_gd.trajectory.diverged_at)
+np.testing.assert_allclose(sharded_gd.trajectory.params, single_gd.trajectory.params, rtol=1e-12)
 print("devices used:", len(shards))
 """
 
@@ -223,6 +234,50 @@ def test_sweep_members_shard_over_two_devices():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "devices used: 2" in out.stdout
+
+
+TWO_PROCESS_SWEEP = r"""
+import sys, warnings
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address="127.0.0.1:" + sys.argv[2], num_processes=2,
+                           process_id=int(sys.argv[1]))
+jax.config.update("jax_enable_x64", True)
+import numpy as np, jax.numpy as jnp
+import adabias as ab
+assert len(jax.devices()) == 2 and len(jax.local_devices()) == 1
+loss = lambda p: 0.5 * jnp.sum((p - jnp.array([1.0, -2.0])) ** 2) + 0.1 * jnp.sum(p ** 4)
+grid = {"learning_rate": [0.01, 0.1, 0.5, 3.0]}
+warnings.simplefilter("ignore")
+run = lambda devices: ab.sweep(lambda learning_rate: ab.optim.gd(learning_rate), loss, jnp.zeros(2), 40,
+                               grid=grid, save_every=10, devices=devices)
+both, local = run(jax.devices()), run(jax.local_devices())
+np.testing.assert_array_equal(both.trajectory.diverged_at, local.trajectory.diverged_at)
+np.testing.assert_allclose(both.trajectory.params, local.trajectory.params, rtol=1e-12)
+np.testing.assert_array_equal(both.hyperparams["learning_rate"], grid["learning_rate"])
+print("process", jax.process_index(), "diverged_at", np.asarray(both.trajectory.diverged_at).tolist())
+"""
+
+
+@pytest.mark.slow
+def test_sweep_over_two_processes_equals_one_device():
+    """jax.distributed with two CPU processes on this host (one device each, gloo collectives)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    workers = [subprocess.Popen([sys.executable, "-c", TWO_PROCESS_SWEEP, str(i), port], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-2000:]
+        assert "diverged_at [-1, -1, -1, " in stdout
 
 
 def test_checkpointed_run_resumes_after_an_interruption(tmp_path, monkeypatch):
@@ -250,3 +305,118 @@ def test_checkpointed_run_resumes_after_an_interruption(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="different run"):
         ab.run(ab.optim.adam(0.05), batch_loss, PARAMS0, 80, batches=BATCHES, noise=label_noise,
                key=KEY, checkpoint=path)
+
+
+# --- divergence: blocks run unchecked and are re-run step by step when a value is non-finite
+
+
+def loop_with_divergence(optimizer, loss, params0, num_steps, batches=None):
+    """The documented rule step by step: a step whose loss, gradient or new params are
+    non-finite is not taken, marks diverged_at and freezes the state."""
+    params, state, diverged_at = params0, optimizer.init(params0), -1
+    history = [params]
+    for k in range(num_steps):
+        if diverged_at < 0:
+            args = () if batches is None else (jax.tree.map(lambda x: x[k % jax.tree.leaves(batches)[0].shape[0]], batches),)
+            value, grads = jax.value_and_grad(loss)(params, *args)
+            updates, new_state = optimizer.update(grads, state, params)
+            new_params = optax.apply_updates(params, updates)
+            if all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves((value, grads, new_params))):
+                params, state = new_params, new_state
+            else:
+                diverged_at = k
+        history.append(params)
+    return history, diverged_at
+
+
+def assert_matches_loop(trajectory, history, diverged_at, save_every, rtol=1e-12):
+    assert int(trajectory.diverged_at) == diverged_at
+    for i, step in enumerate(np.asarray(trajectory.steps)):
+        assert_tree_close(jax.tree.map(lambda x: x[i], trajectory.params), history[step], rtol=rtol)
+
+
+def test_divergence_inside_a_block_is_the_first_non_finite_step():
+    optimizer = ab.optim.gd(3.0)
+    history, diverged_at = loop_with_divergence(optimizer, full_loss, PARAMS0, 40)
+    assert diverged_at > 0 and diverged_at % 8 not in (0, 7)  # strictly inside a block
+    with pytest.warns(RuntimeWarning, match=f"diverged at step {diverged_at}"):
+        trajectory = ab.run(optimizer, full_loss, PARAMS0, 40, save_every=8)
+    assert_matches_loop(trajectory, history, diverged_at, 8)
+
+
+def test_divergence_at_the_first_step_of_a_block_run():
+    nan_loss = lambda p: jnp.sum(p["w"]) * jnp.nan
+    with pytest.warns(RuntimeWarning, match="step 0"):
+        trajectory = ab.run(ab.optim.adam(0.1), nan_loss, PARAMS0, 10, save_every=5)
+    assert int(trajectory.diverged_at) == 0
+    for i in range(3):
+        assert_tree_close(jax.tree.map(lambda x: x[i], trajectory.params), PARAMS0, rtol=0)
+
+
+def sqrt_loss(params, batch):
+    """Finite everywhere; its gradient in z is z/√(z² + c) = 0/0 = NaN at z = 0, c = 0."""
+    return full_loss({"w": params["w"], "b": params["b"]}) + jnp.sum(jnp.sqrt(params["z"] ** 2 + batch["c"]))
+
+
+def test_a_non_finite_gradient_alone_is_divergence():
+    # zero_nans turns the NaN gradient into a finite update: loss and params stay finite
+    optimizer = optax.chain(optax.zero_nans(), optax.sgd(0.05))
+    params0 = {**PARAMS0, "z": jnp.zeros(2)}
+    batches = {"c": jnp.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])}  # batch 5 poisons the gradient
+    history, diverged_at = loop_with_divergence(optimizer, sqrt_loss, params0, 12, batches)
+    assert diverged_at == 5
+    value = sqrt_loss(history[5], {"c": jnp.array(0.0)})
+    assert np.isfinite(value)
+    with pytest.warns(RuntimeWarning, match="diverged at step 5"):
+        trajectory = ab.run(optimizer, sqrt_loss, params0, 12, batches=batches, save_every=4)
+    assert_matches_loop(trajectory, history, diverged_at, 4)
+
+
+def test_sweep_member_diverging_inside_a_block_leaves_the_others_exact():
+    grid = {"learning_rate": [0.05, 3.0, 0.2]}
+    with pytest.warns(RuntimeWarning, match="1 of 3 sweep members diverged"):
+        result = ab.sweep(lambda learning_rate: ab.optim.heavy_ball(learning_rate, 0.5), full_loss,
+                          PARAMS0, 24, grid=grid, save_every=8)
+    for i, learning_rate in enumerate(grid["learning_rate"]):
+        history, diverged_at = loop_with_divergence(ab.optim.heavy_ball(learning_rate, 0.5), full_loss, PARAMS0, 24)
+        assert_matches_loop(result.member(i), history, diverged_at, 8, rtol=1e-10)
+    assert int(result.trajectory.diverged_at[1]) % 8 != 0
+
+
+def test_an_overflowing_check_re_runs_the_block_without_marking_divergence():
+    # float32: g + θ = 2·10³⁸ + 2·10³⁸ overflows although loss, gradient and params are finite
+    big = jnp.float32(2e38)
+    params0 = {"w": jnp.full(3, big, jnp.float32)}
+    linear = lambda p: jnp.sum(big * (p["w"] - big))
+    optimizer = ab.optim.gd(1e-38)
+    history, diverged_at = loop_with_divergence(optimizer, linear, params0, 6)
+    assert diverged_at == -1 and 2 * float(big) > float(np.finfo(np.float32).max)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trajectory = ab.run(optimizer, linear, params0, 6, save_every=3)
+    assert_matches_loop(trajectory, history, diverged_at, 3, rtol=0)
+    assert np.all(np.isfinite(trajectory.loss))
+
+
+def test_a_float32_model_keeps_float32_state_in_a_float64_sweep():
+    # under x64 the swept β, ρ are float64 tracers; parameters and moments must stay float32
+    params0 = {"w": jnp.array([0.1, 0.2, -0.3], jnp.float32)}
+
+    def loss32(params):
+        return 0.5 * jnp.sum((params["w"] - TARGET.astype(jnp.float32)) ** 2)
+
+    grid = {"beta1": [0.8, 0.9], "beta2": [0.9, 0.99]}
+    result = ab.sweep(lambda beta1, beta2: ab.optim.adam(1e-2, beta1, beta2, 1e-8), loss32,
+                      params0, 20, grid=grid, save_every=5)
+    final = result.trajectory.final_params["w"]
+    assert final.dtype == jnp.float32
+    # the same Adam as a float32 NumPy loop
+    for member, (beta1, beta2) in enumerate([(b1, b2) for b1 in grid["beta1"] for b2 in grid["beta2"]]):
+        w, m, v = np.array([0.1, 0.2, -0.3], np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32)
+        for n in range(1, 21):
+            g = w - np.asarray(TARGET, np.float32)
+            m = np.float32(beta1) * m + np.float32(1 - beta1) * g
+            v = np.float32(beta2) * v + np.float32(1 - beta2) * g * g
+            m_hat, v_hat = m / np.float32(1 - beta1**n), v / np.float32(1 - beta2**n)
+            w = w - np.float32(1e-2) * m_hat / np.sqrt(v_hat + np.float32(1e-8))
+        np.testing.assert_allclose(np.asarray(final[member]), w, rtol=1e-5, atol=1e-6)

@@ -462,3 +462,29 @@ def test_as_run_metric():
     np.testing.assert_allclose(traj.metrics["trace"], np.sum(diags, axis=1), rtol=1e-10)
     np.testing.assert_allclose(traj.metrics["grad_l1"], np.sum(np.abs(grads), axis=1), rtol=1e-10)
     assert not np.allclose(traj.metrics["trace"][0], traj.metrics["trace"][-1])
+
+
+def test_default_chunk_is_cache_sized_and_exact():
+    # p = 600: the default chunk (2¹⁷ // 600 = 218 HVPs) does not divide p, so the last
+    # chunk is partial; the diagonal must still be A's diagonal
+    p = 600
+    a = random_spd(p, 11)
+    x = jnp.asarray(np.random.default_rng(12).normal(size=p))
+    diag = jax.jit(lambda x: measures.hessian_diag(quadratic(a), x))(x)
+    np.testing.assert_allclose(diag, np.diag(a), rtol=1e-12)
+    from adabias.measures.curvature import _chunk
+    assert _chunk(None, p, p) == 2**17 // p and _chunk(None, 10, 10) == 10 and _chunk(None, 10**6, 5) == 1
+    with pytest.raises(ValueError, match="chunk_size"):
+        measures.hessian_diag(quadratic(a), x, chunk_size=0)
+
+
+def test_rademacher_probes_are_independent_fair_signs():
+    from adabias.measures.curvature import _rademacher
+
+    num, size = 4000, 70  # 70 = two full 32-bit words and a partial third
+    z = np.asarray(_rademacher(jax.random.key(5), num, size, jnp.float64))
+    assert z.shape == (num, size) and set(np.unique(z)) == {-1.0, 1.0}
+    # E z = 0 and E zᵢzⱼ = δᵢⱼ, each within 5 standard errors (1/√num)
+    assert np.all(np.abs(z.mean(axis=0)) < 5 / np.sqrt(num))
+    second = z.T @ z / num
+    assert np.all(np.abs(second - np.eye(size)) < 5 / np.sqrt(num))

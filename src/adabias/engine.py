@@ -13,6 +13,13 @@ Divergence: when the loss, the gradient or the new parameters are not finite at 
 the member is marked ``diverged_at = k``, its parameters and optimizer state stop
 changing, and later records repeat its last finite parameters. Other members of a
 sweep are unaffected.
+
+Checking every step costs little: each block of ``save_every`` steps first runs without
+per-step selection, accumulating 0·E and 0·(g + θ) element-wise (NaN exactly where a value
+was non-finite); only when that mark is non-finite at the end of the block is the block
+run again from its start with the per-step check and selection above. Normal blocks pay
+one fused element-wise add per step and one reduction per block; the price is that the
+step is compiled twice (unchecked and checked) when ``save_every > 1``.
 """
 
 from __future__ import annotations
@@ -114,7 +121,8 @@ def _record(program: _Program, params: PyTree, batches: PyTree):
     return saved, loss, metrics
 
 
-def _step(program: _Program, hyper: Mapping, batches: PyTree, carry: _Carry, k: jax.Array):
+def _update(program: _Program, hyper: Mapping, batches: PyTree, carry: _Carry, k: jax.Array):
+    """Step k without any check: (loss, gradient) at the current params, new params and state."""
     optimizer = program.make_optimizer(**hyper)
     if program.has_batches:
         batch = _batch_at(batches, k)
@@ -125,6 +133,15 @@ def _step(program: _Program, hyper: Mapping, batches: PyTree, carry: _Carry, k: 
         loss, grads = jax.value_and_grad(program.loss_fn)(carry.params)
     updates, opt_state = optimizer.update(grads, carry.opt_state, carry.params)
     params = optax.apply_updates(carry.params, updates)
+    # the carry keeps its dtypes: a float64 hyperparameter (sweeps under x64) must not
+    # promote a float32 model's parameters or moments
+    same_dtype = lambda new, old: jax.tree.map(lambda a, b: a.astype(b.dtype), new, old)  # noqa: E731
+    return loss, grads, same_dtype(params, carry.params), same_dtype(opt_state, carry.opt_state)
+
+
+def _step(program: _Program, hyper: Mapping, batches: PyTree, carry: _Carry, k: jax.Array):
+    """Step k with the exact divergence rule: a non-finite step is marked and not taken."""
+    loss, grads, params, opt_state = _update(program, hyper, batches, carry, k)
     finite = jnp.isfinite(loss) & _tree_all_finite(grads) & _tree_all_finite(params)
     alive = carry.diverged_at < 0
     keep = alive & finite
@@ -139,19 +156,80 @@ def _start(program: _Program, hyper: Mapping, params0: PyTree, key: jax.Array, b
     return carry, _record(program, params0, batches)
 
 
-def _advance(program: _Program, hyper: Mapping, carry: _Carry, batches: PyTree,
+def _nonfinite_marks(marks, loss: jax.Array, grads: PyTree, params: PyTree):
+    """Add 0·E to the scalar mark and 0·(g + θ) to the mark of each leaf (no reduction).
+
+    0·x is 0 for finite x and NaN for x = NaN or ±inf, and a NaN stays in a sum, so after
+    a block a mark is NaN exactly where a step had a non-finite loss, gradient entry or
+    parameter (or, harmlessly, where g + θ overflowed). Element-wise work fuses with the
+    update; the marks are reduced once per block by :func:`_marks_finite`.
+    """
+    loss_mark, leaf_marks = marks
+    leaf_marks = jax.tree.map(lambda m, g, p: m + 0 * (g + p), leaf_marks, grads, params)
+    return loss_mark + 0 * loss, leaf_marks
+
+
+def _marks_finite(marks) -> jax.Array:
+    loss_mark, leaf_marks = marks
+    return jnp.isfinite(loss_mark + sum(jnp.sum(m) for m in jax.tree.leaves(leaf_marks)))
+
+
+def _run_block(program: _Program, hyper: Mapping, carry: _Carry, batches: PyTree, steps: jax.Array):
+    """The steps of one block without per-step checks; also whether it must be re-run exactly.
+
+    A member that had diverged before the block keeps its carry. The flag is raised when a
+    live member saw a (possibly) non-finite loss, gradient or parameter in the block.
+    """
+
+    def body(state, k):
+        current, marks = state
+        loss, grads, params, opt_state = _update(program, hyper, batches, current, k)
+        marks = _nonfinite_marks(marks, loss, grads, params)
+        return (current._replace(params=params, opt_state=opt_state), marks), None
+
+    marks = (jnp.zeros((), jnp.result_type(float)), jax.tree.map(jnp.zeros_like, carry.params))
+    (new, marks), _ = jax.lax.scan(body, (carry, marks), steps)
+    alive = carry.diverged_at < 0
+    new = jax.tree.map(lambda a, b: jnp.where(alive, a, b), new, carry)
+    return new, alive & ~_marks_finite(marks)
+
+
+def _run_block_exact(program: _Program, hyper: Mapping, carry: _Carry, batches: PyTree, steps: jax.Array):
+    """The steps of one block, each checked (:func:`_step`)."""
+    return jax.lax.scan(lambda c, k: (_step(program, hyper, batches, c, k), None), carry, steps)[0]
+
+
+def _advance(program: _Program, vmapped: bool, hyper: Mapping, carry: _Carry, batches: PyTree,
              first_step: jax.Array, num_saves: int):
-    """Run ``num_saves × save_every`` steps from ``first_step``, recording after each block."""
+    """Run ``num_saves × save_every`` steps from ``first_step``, recording after each block.
+
+    Each block first runs unchecked (:func:`_run_block`); when any member raised its flag,
+    the block is run again from its start with every step checked (:func:`_run_block_exact`),
+    so the result is that of checking every step while normal blocks pay one element-wise
+    add per step and one reduction. With ``vmapped`` the members lie along a leading axis
+    and the re-run is decided for all of them at once (a ``lax.cond`` on one predicate, not
+    a per-member select). With ``save_every = 1`` there is nothing to save: every step is
+    checked directly, and the step is compiled once instead of twice.
+    """
+    members = jax.vmap if vmapped else (lambda fn, **_: fn)
+    fast = members(functools.partial(_run_block, program), in_axes=(0, 0, None, None))
+    exact = members(functools.partial(_run_block_exact, program), in_axes=(0, 0, None, None))
+    record = members(lambda params: _record(program, params, batches))
 
     def block(carry: _Carry, block_index: jax.Array):
         start = first_step + block_index * program.save_every
         steps = start + jnp.arange(program.save_every)
-        carry, _ = jax.lax.scan(
-            lambda c, k: (_step(program, hyper, batches, c, k), None), carry, steps
-        )
-        return carry, _record(program, carry.params, batches)
+        if program.save_every == 1:
+            new = exact(hyper, carry, batches, steps)
+        else:
+            new, rerun = fast(hyper, carry, batches, steps)
+            new = jax.lax.cond(jnp.any(rerun), lambda: exact(hyper, carry, batches, steps), lambda: new)
+        return new, record(new.params)
 
-    return jax.lax.scan(block, carry, jnp.arange(num_saves))
+    carry, records = jax.lax.scan(block, carry, jnp.arange(num_saves))
+    if vmapped:  # the scan stacks saved points first; records are (member, saved point, ...)
+        records = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), records)
+    return carry, records
 
 
 # --- compiled entry points (members stacked along a leading axis when vmapped) -----------
@@ -168,12 +246,7 @@ _start_jit = jax.jit(_start_members, static_argnums=(0, 1, 2))
 
 
 def _advance_members(program, vmapped, num_saves, hyper, carry, batches, first_step):
-    def advance(hyper, carry):
-        return _advance(program, hyper, carry, batches, first_step, num_saves)
-
-    if vmapped:
-        advance = jax.vmap(advance)
-    return advance(hyper, carry)
+    return _advance(program, vmapped, hyper, carry, batches, first_step, num_saves)
 
 
 _advance_jit = jax.jit(_advance_members, static_argnums=(0, 1, 2))
@@ -480,7 +553,31 @@ def _shard_members(trees: tuple, num_members: int, devices: Optional[Sequence[ja
         return trees
     mesh = jax.sharding.Mesh(np.asarray(devices), (MEMBER_AXIS,))
     sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(MEMBER_AXIS))
-    return tuple(jax.device_put(tree, sharding) for tree in trees)
+    return tuple(jax.tree.map(lambda x: _put_global(x, sharding), tree) for tree in trees)
+
+
+def _put_global(x: jax.Array, sharding: jax.sharding.Sharding) -> jax.Array:
+    """``x`` (equal on every process) as one array with ``sharding``; each process fills its shards.
+
+    On one host this is ``device_put``; with devices of several processes
+    (``jax.distributed``) each process builds only the shards on its own devices.
+    """
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _put_global(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def _gather_to_every_process(tree: PyTree) -> PyTree:
+    """Arrays spread over several processes' devices, gathered whole on every process."""
+    if all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree)):
+        return tree
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(jnp.asarray, multihost_utils.process_allgather(tree, tiled=True))
 
 
 def sweep(
@@ -513,9 +610,11 @@ def sweep(
 
     With several devices (``devices``, default all of ``jax.devices()``) the members are
     sharded along a one-axis mesh ``("members",)`` when their number is a multiple of the
-    device count; XLA then runs each device's share in parallel. On several hosts, call
-    ``jax.distributed.initialize()`` first and pass ``jax.devices()`` (all hosts' devices).
-    ``checkpoint`` makes a long sweep resumable, as in :func:`run`.
+    device count; XLA then runs each device's share in parallel. On several hosts, every
+    process calls ``jax.distributed.initialize()`` and then this function with the same
+    arguments; ``devices=jax.devices()`` (the default) spans all hosts' devices, each process
+    computes its members, and the result is gathered whole on every process.
+    ``checkpoint`` makes a long sweep resumable, as in :func:`run` (one host only).
     """
     if not grid:
         raise ValueError("grid must name at least one hyperparameter")
@@ -555,11 +654,13 @@ def sweep(
         has_batches=batches is not None,
         save_params=save_params,
     )
+    host_hyper = {name: np.asarray(values) for name, values in hyper.items()}
     hyper, seed_keys = _shard_members((hyper, seed_keys), len(members), devices)
     if per_member_params:
         (start,) = _shard_members((start,), len(members), devices)
     trajectory = _execute(program, True, per_member_params, hyper, start, seed_keys, batches,
                           int(num_steps), progress, checkpoint)
+    trajectory = _gather_to_every_process(trajectory)
     diverged = int(np.sum(np.asarray(trajectory.diverged_at) >= 0))
     if diverged:
         warnings.warn(
@@ -570,7 +671,7 @@ def sweep(
         )
     grid_shape = tuple(len(v) for v in values) + (num_seeds,)
     return SweepResult(
-        hyperparams={name: np.asarray(hyper[name]) for name in names},
+        hyperparams={name: host_hyper[name] for name in names},
         seeds=seeds,
         trajectory=trajectory,
         grid_shape=grid_shape,

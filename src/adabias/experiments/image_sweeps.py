@@ -246,13 +246,10 @@ def _train(spec: SweepSpec, progress: bool) -> SweepCurves:
         "test_accuracy": lambda params: accuracy(apply(params, x_test), y_test),
     }
     h, eps, fixed = spec.learning_rate, spec.eps, spec.fixed
-    # the swept value arrives as a float64 tracer (under x64): cast it, or a float32 model's
-    # moment estimates would be promoted to float64 inside the scan
-    cast = lambda value: jnp.asarray(value, dtype)  # noqa: E731
     if spec.swept == "rho":
-        make_optimizer = lambda rho: ab.optim.adam(h, fixed, cast(rho), eps)  # noqa: E731
+        make_optimizer = lambda rho: ab.optim.adam(h, fixed, rho, eps)  # noqa: E731
     else:
-        make_optimizer = lambda beta: ab.optim.adam(h, cast(beta), fixed, eps)  # noqa: E731
+        make_optimizer = lambda beta: ab.optim.adam(h, beta, fixed, eps)  # noqa: E731
     start = time.perf_counter()
     result = ab.sweep(make_optimizer, loss_fn, init, spec.epochs, grid={spec.swept: spec.values},
                       num_seeds=spec.num_seeds, save_params=False, metrics=metrics,

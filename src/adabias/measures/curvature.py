@@ -9,8 +9,15 @@ p×p matrix); stochastic methods use Rademacher probes z (entries ±1):
 * tr(Diag(H)^p) from d̂ is a plug-in estimate Σ max(d̂ᵢ, 0)^p: consistent, biased by
   O(Var(d̂)) for p ≠ 1 (Jensen), so its error also falls like N^{-1/2} until the bias shows.
 
-One sample costs one HVP (the gradient is linearized once and reused). ``tests/test_measures.py``
+One sample costs one HVP (the gradient is linearized once and reused); probes are drawn
+chunk by chunk, so memory is O(chunk·p) for any number of samples. ``tests/test_measures.py``
 measures these errors against the exact values.
+
+HVPs are vmapped ``chunk_size`` at a time. The default keeps a chunk's tangents near
+2¹⁷ numbers (``chunk_size ≈ 2¹⁷/p``, between 1 and 256), so a chunk does not grow with p:
+on a 2-core CPU, chunks of 256 HVPs of a p ≈ 5·10³ MLP were 1.2× slower than chunks of
+16–64 on an idle machine and up to 5× slower while other processes competed for the
+cache (``benchmarks/bench_curvature.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,16 @@ LossFn = Callable[..., jax.Array]
 Statistic = Callable[[PyTree], PyTree]
 
 _METHODS = ("exact", "hutchinson")
+_CHUNK_NUMBERS = 2**17  # tangent entries per chunk of HVPs when chunk_size is not given
+
+
+def _chunk(chunk_size: Optional[int], size: int, count: int) -> int:
+    """HVPs per vmapped chunk: ``chunk_size``, or about 2¹⁷/p (at most 256), never above ``count``."""
+    if chunk_size is None:
+        chunk_size = max(1, min(256, _CHUNK_NUMBERS // max(size, 1)))
+    elif int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got chunk_size={chunk_size!r}")
+    return max(1, min(int(chunk_size), count))
 
 
 def _check_method(method: str, key, num_samples) -> None:
@@ -40,12 +57,35 @@ def _check_method(method: str, key, num_samples) -> None:
 
 
 def _rademacher(key: jax.Array, num: int, size: int, dtype) -> jax.Array:
-    return jax.random.rademacher(key, (num, size)).astype(dtype)
+    """``num`` × ``size`` independent signs ±1, 32 per random word (a third of the cost
+    of ``jax.random.rademacher`` on CPU, where drawing a probe rivals one HVP of a 10⁵ MLP)."""
+    words = jax.random.bits(key, (num, -(-size // 32)), jnp.uint32)
+    bits = (words[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & 1
+    return 2 * bits.reshape(num, -1)[:, :size].astype(dtype) - 1
 
 
-def _probe_products(matvec, probes: jax.Array, chunk_size: int, reduce) -> jax.Array:
-    """reduce(z, Hz) for every probe row z, ``chunk_size`` HVPs at a time."""
-    return jax.lax.map(lambda z: reduce(z, matvec(z)), probes, batch_size=chunk_size)
+def _probe_mean(matvec, key: jax.Array, num_samples: int, size: int, dtype,
+                chunk_size: Optional[int], reduce) -> jax.Array:
+    """(1/N) Σₛ reduce(zₛ, H zₛ) over N Rademacher probes zₛ ∈ {±1}^p.
+
+    Probes are drawn ``chunk`` at a time inside a scan and summed at once, so memory is
+    O(chunk·p) whatever N (not O(N·p)).
+    """
+    chunk = _chunk(chunk_size, size, num_samples)
+    full, rest = divmod(num_samples, chunk)
+    keys = jax.random.split(key, full + 1)
+
+    def chunk_sum(chunk_key: jax.Array, count: int) -> jax.Array:
+        probes = _rademacher(chunk_key, count, size, dtype)
+        return jnp.sum(jax.vmap(lambda z: reduce(z, matvec(z)))(probes), axis=0)
+
+    shape = jax.eval_shape(lambda k: chunk_sum(k, 1), keys[0])
+    total = jnp.zeros(shape.shape, shape.dtype)
+    if full:
+        total = jax.lax.scan(lambda t, k: (t + chunk_sum(k, chunk), None), total, keys[:full])[0]
+    if rest:
+        total = total + chunk_sum(keys[full], rest)
+    return total / num_samples
 
 
 def _flat_hessian_diag(loss_fn, params, args, method, key, num_samples, chunk_size):
@@ -56,11 +96,10 @@ def _flat_hessian_diag(loss_fn, params, args, method, key, num_samples, chunk_si
         diag = jax.lax.map(
             lambda i: matvec(jax.nn.one_hot(i, size, dtype=x.dtype))[i],
             basis_index,
-            batch_size=min(chunk_size, size),
+            batch_size=_chunk(chunk_size, size, size),
         )
     else:
-        probes = _rademacher(key, int(num_samples), size, x.dtype)
-        diag = jnp.mean(_probe_products(matvec, probes, chunk_size, jnp.multiply), axis=0)
+        diag = _probe_mean(matvec, key, int(num_samples), size, x.dtype, chunk_size, jnp.multiply)
     return diag, unravel
 
 
@@ -71,12 +110,13 @@ def hessian_diag(
     method: str = "exact",
     key: Optional[jax.Array] = None,
     num_samples: Optional[int] = None,
-    chunk_size: int = 256,
+    chunk_size: Optional[int] = None,
 ) -> PyTree:
     """Diag(∇²E(θ)) as a pytree like ``params``; E = ``loss_fn(params, *args)``.
 
     ``method="exact"``: Hᵢᵢ = eᵢᵀ H eᵢ for every i (p HVPs in chunks of ``chunk_size``).
     ``method="hutchinson"``: (1/N) Σ z ⊙ Hz over ``num_samples`` Rademacher probes (needs ``key``).
+    ``chunk_size``: HVPs vmapped together (default ≈ 2¹⁷/p, see the module docstring).
     """
     _check_method(method, key, num_samples)
     diag, unravel = _flat_hessian_diag(loss_fn, params, args, method, key, num_samples, chunk_size)
@@ -90,7 +130,7 @@ def hessian_trace(
     method: str = "exact",
     key: Optional[jax.Array] = None,
     num_samples: Optional[int] = None,
-    chunk_size: int = 256,
+    chunk_size: Optional[int] = None,
 ) -> jax.Array:
     """tr(∇²E(θ)), the sharpness SGD with label noise reduces (LWL).
 
@@ -101,8 +141,7 @@ def hessian_trace(
         diag, _ = _flat_hessian_diag(loss_fn, params, args, method, key, num_samples, chunk_size)
         return jnp.sum(diag)
     matvec, x, _ = flat_hvp(loss_fn, params, *args)
-    probes = _rademacher(key, int(num_samples), x.shape[0], x.dtype)
-    return jnp.mean(_probe_products(matvec, probes, chunk_size, jnp.vdot))
+    return _probe_mean(matvec, key, int(num_samples), x.shape[0], x.dtype, chunk_size, jnp.vdot)
 
 
 def diag_power_trace(
@@ -114,7 +153,7 @@ def diag_power_trace(
     method: str = "exact",
     key: Optional[jax.Array] = None,
     num_samples: Optional[int] = None,
-    chunk_size: int = 256,
+    chunk_size: Optional[int] = None,
 ) -> jax.Array:
     """tr(V(Diag H)^p) = Σᵢ max(V(Diag H)ᵢ, 0)^p; with V = identity, tr(Diag(H)^p).
 
