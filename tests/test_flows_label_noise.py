@@ -265,3 +265,23 @@ def test_drift_ratio_tends_to_one_as_the_step_shrinks(zeta0, adam):
         errors.append(abs(drift_ratio(simulated, predicted) - 1.0))
     assert errors[1] < 0.3 and errors[2] < 0.15
     assert errors[2] < errors[1] < errors[0]
+
+
+def test_coupled_field_jacobian_sees_the_preconditioner_move(zeta0):
+    # forward-mode Jacobian of the coupled (v, ζ) field against central differences: the
+    # semigradient holds S fixed in ζ only, so ∂(dζ)/∂v must not vanish. (The projection is
+    # taken from the residuals' Jacobian: an eigendecomposition of A, whose null space is a
+    # repeated eigenvalue, has no derivative.)
+    coupled = label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(1e-8),
+                               beta2=0.999, learning_rate=0.01, residual_fn=residual)
+    v0 = quasi_static_v(loss, BATCH, zeta0, alpha=ALPHA, V=diagonal)
+    x, unravel = ravel_pytree({"v": v0, "zeta": zeta0})
+    flat_field = jax.jit(lambda y: ravel_pytree(coupled(unravel(y)))[0])
+    forward = np.asarray(jax.jacfwd(flat_field)(x))
+    step = 1e-6
+    columns = [(flat_field(x + step * e) - flat_field(x - step * e)) / (2 * step)
+               for e in jnp.eye(x.size, dtype=x.dtype)]
+    differences = np.stack([np.asarray(c) for c in columns], axis=1)
+    np.testing.assert_allclose(forward, differences, rtol=1e-5, atol=1e-6 * np.abs(differences).max())
+    p = x.size // 2  # ravel order: "v" then "zeta"
+    assert np.abs(forward[p:, :p]).max() > 1e-3 * np.abs(forward).max()

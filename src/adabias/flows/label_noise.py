@@ -77,8 +77,12 @@ def _flat_hessian_diag(flat_loss: Callable, x: jax.Array) -> jax.Array:
 
 
 def _flat_semigradient(flat_loss: Callable, x: jax.Array, s: jax.Array) -> jax.Array:
-    """∇³L(x)[S] = ∇_x Σ_i s_i H_ii(x) with s frozen."""
-    s = jax.lax.stop_gradient(s)
+    """∇³L(x)[S] = ∇_y Σ_i s_i H_ii(y) at y = x with s frozen.
+
+    s is held fixed by differentiating in y alone (no ``stop_gradient``), so an outer
+    derivative of a field built on this, e.g. the coupled slow ODE's Jacobian in v, still
+    sees how s = S(v) moves.
+    """
     return jax.grad(lambda y: jnp.vdot(s, _flat_hessian_diag(flat_loss, y)))(x)
 
 

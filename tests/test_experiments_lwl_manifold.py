@@ -1,0 +1,220 @@
+"""What the LWL near-manifold experiments add: closed-form measures, sparsity, helpers, tiny runs.
+
+Independent references: dense Hessians (jax.hessian) with the block statistics applied in
+NumPy, jax.grad for the hand-written gradient of the NumPy AGM loop, values of the effective
+support known by hand, and the AGM recursion written out for the started optimizer.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+
+jax.config.update("jax_enable_x64", True)
+
+from adabias import measures  # noqa: E402
+from adabias.experiments import base, lwl_adame, lwl_sharpness, lwl_slow_ode, lwl_table1  # noqa: E402
+from adabias.optim import agm, block_mean, diagonal, inverse_root, leaf_mean  # noqa: E402
+from adabias.problems import diagonal_net_loss  # noqa: E402
+
+D, N = 5, 3
+
+
+def manifold_point(seed: int):
+    """Random (u, v) and Gaussian features with labels y = Z(u² − v²): zero residual, a point of Γ."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(N, D))
+    u, v = rng.normal(size=D), rng.normal(size=D)
+    batch = {"z": jnp.asarray(z), "y": jnp.asarray(z @ (u**2 - v**2))}
+    return {"u": jnp.asarray(u), "v": jnp.asarray(v)}, batch
+
+
+def dense_diag(params, batch) -> np.ndarray:
+    x, unravel = ravel_pytree(params)
+    return np.diag(np.asarray(jax.hessian(lambda y: diagonal_net_loss(unravel(y), batch))(x)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_block_and_power_closed_forms_against_dense_hessian(seed):
+    params, batch = manifold_point(seed)
+    h = dense_diag(params, batch)  # flat order (u, v)
+    pairs = np.tile((h[:D] + h[D:]) / 2, 2)
+    leaves = np.concatenate([np.full(D, h[:D].mean()), np.full(D, h[D:].mean())])
+    closed = lambda row, lam=0.5: float(lwl_table1.implied_measure_closed_form(row, params, batch["z"], lam))
+    np.testing.assert_allclose(closed("Adam"), np.sum(np.sqrt(h)), rtol=1e-10)
+    np.testing.assert_allclose(closed("RMSProp"), np.sum(np.sqrt(h)), rtol=1e-10)
+    np.testing.assert_allclose(closed("Adam-mini"), np.sum(np.sqrt(pairs)), rtol=1e-10)
+    np.testing.assert_allclose(closed("Adalayer"), np.sum(np.sqrt(leaves)), rtol=1e-10)
+    for lam in (0.25, 0.75):
+        np.testing.assert_allclose(closed("AdamE", lam), np.sum(h ** (1 - lam)), rtol=1e-10)
+    # and the library's HVP path with the optimizers' own V agrees
+    hvp_pairs = measures.diag_power_trace(diagonal_net_loss, params, batch, power=0.5,
+                                          statistic=block_mean(lwl_table1.pair_blocks(D)))
+    hvp_leaves = measures.diag_power_trace(diagonal_net_loss, params, batch, power=0.5, statistic=leaf_mean)
+    np.testing.assert_allclose([hvp_pairs, hvp_leaves], [closed("Adam-mini"), closed("Adalayer")], rtol=1e-10)
+    for power in (1.0, 0.5, 0.25):
+        np.testing.assert_allclose(lwl_sharpness.diagonal_net_diag_power_trace(params, batch["z"], power),
+                                   np.sum(h**power), rtol=1e-10)
+    with pytest.raises(ValueError, match="row"):
+        lwl_table1.implied_measure_closed_form("SGD", params, batch["z"])
+
+
+def test_manifold_points_have_zero_residual_and_the_drawn_signs():
+    _, batch = manifold_point(5)
+    points = lwl_table1.manifold_points(jax.random.key(0), batch["z"], batch["y"], 6, 0.7)
+    residuals = jax.vmap(lambda p: batch["z"] @ (p["u"] ** 2 - p["v"] ** 2) - batch["y"])(points)
+    np.testing.assert_allclose(residuals, 0.0, atol=1e-12)
+    assert np.all(np.isfinite(points["u"])) and points["u"].shape == (6, D)
+    draws = 0.7 * jax.random.normal(jax.random.key(0), (6, 2, D))
+    np.testing.assert_array_equal(np.sign(points["u"]), np.sign(draws[:, 0]))  # only magnitudes change
+    np.testing.assert_array_equal(np.sign(points["v"]), np.sign(draws[:, 1]))
+
+
+def test_side_by_side_equals_separate_runs():
+    params, batch = manifold_point(6)
+    start = jax.tree.map(lambda a: a + 0.2, params)
+    optimizers = {"gd": optax.sgd(0.05), "agm": agm(0.01, 0.9, 0.95, diagonal, inverse_root(1e-8))}
+    combined = lwl_table1.side_by_side(optimizers)
+    loss = lambda p: sum(diagonal_net_loss(q, batch) for q in p.values())
+    both = {name: start for name in optimizers}
+    state = combined.init(both)
+    separate = {name: (start, opt.init(start)) for name, opt in optimizers.items()}
+    for _ in range(5):
+        updates, state = combined.update(jax.grad(loss)(both), state, both)
+        both = optax.apply_updates(both, updates)
+        for name, opt in optimizers.items():
+            p, s = separate[name]
+            u, s = opt.update(jax.grad(diagonal_net_loss)(p, batch), s, p)
+            separate[name] = (optax.apply_updates(p, u), s)
+    for name in optimizers:
+        np.testing.assert_allclose(ravel_pytree(both[name])[0], ravel_pytree(separate[name][0])[0], rtol=1e-14)
+
+
+def test_numpy_agm_loop_gradient_is_the_autodiff_gradient():
+    params, batch = manifold_point(3)
+    params = jax.tree.map(lambda a: a + 0.1, params)  # off Γ: a non-zero gradient
+    y = np.asarray(batch["y"])[None] + 0.3
+    # β₁ = 0, S ≡ 1: one step of the loop is one gradient step
+    path = lwl_table1.numpy_agm_diagonal_net(params, np.asarray(batch["z"]), y, 0.1, 0.0, 0.5,
+                                             lambda g2: g2, lambda v: np.ones_like(v))
+    grad = ravel_pytree(jax.grad(diagonal_net_loss)(params, {"z": batch["z"], "y": jnp.asarray(y[0])}))[0]
+    np.testing.assert_allclose(path[1], ravel_pytree(params)[0] - 0.1 * np.asarray(grad), rtol=1e-12)
+
+
+def test_effective_support_and_first_small_index():
+    np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([0.0, 3.0, 0.0])), 1.0)
+    np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([2.0, -2.0, 0.0, 2.0])), 3.0)
+    w = jnp.array([1.0, 0.5, 0.0])
+    np.testing.assert_allclose(lwl_adame.effective_support(w), 1.5**2 / 1.25)
+    assert lwl_sharpness.first_small_index(np.array([1.0, 0.5, 0.01, 0.2]), 0.05) == 2
+    assert lwl_sharpness.first_small_index(np.array([1.0, 0.5]), 0.05) == -1
+    np.testing.assert_allclose(lwl_adame.matched_learning_rate(0.5, 0.004, 0.05), 0.004)
+    np.testing.assert_allclose(lwl_adame.matched_learning_rate(0.75, 0.004, 0.05), 0.004 * 0.05**0.25)
+
+
+def test_started_agm_uses_the_given_statistic():
+    params, batch = manifold_point(4)
+    grads = jax.grad(diagonal_net_loss)(jax.tree.map(lambda a: a + 0.1, params), batch)
+    v0 = jax.tree.map(lambda a: 0.3 + a**2, params)
+    lr, b1, b2, eps = 0.05, 0.9, 0.99, 1e-8
+    optimizer = lwl_slow_ode.started_at(agm(lr, b1, b2, diagonal, inverse_root(eps)), v0)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    g, v = ravel_pytree(grads)[0], ravel_pytree(v0)[0]
+    expected = -lr * (1 - b1) * g / (np.sqrt(b2 * v + (1 - b2) * g**2) + eps)
+    np.testing.assert_allclose(ravel_pytree(updates)[0], expected, rtol=1e-12)
+
+
+def test_adame_experiment_on_tiny_settings_decides_its_claims():
+    settings = dict(lwl_adame.QUICK, num_steps=400, save_every=100, num_seeds=1, last_records=2)
+    result = lwl_adame.run_entry.run(settings, base.Context(progress=False))
+    base.check_result(lwl_adame.run_entry, result)
+    curves = result.data["curves"]
+    assert len(curves["step"]) == 5 and all(len(values) == 5 for values in curves.values())
+    assert all(np.all(np.isfinite(values)) for values in curves.values())
+    assert set(result.figures) == {"adame"}
+
+
+@pytest.mark.slow
+def test_slow_ode_experiment_on_tiny_settings_decides_its_claims():
+    settings = dict(lwl_slow_ode.QUICK, learning_rates=[0.04, 0.02], num_seeds=16, horizon=0.04,
+                    ode_horizon=0.08, ode_points=5, sinh_ode_horizon=2.0, sinh_ode_points=5)
+    result = lwl_slow_ode.run_entry.run(settings, base.Context(progress=False))
+    base.check_result(lwl_slow_ode.run_entry, result)
+    assert len(result.data["tracking"]["distance"]) == 2
+    assert len(result.data["sinh_tracking"]["distance"]) == 2
+    sinh_ode = result.data["sinh_ode"]
+    assert len(sinh_ode["t"]) == 6 and np.all(np.diff(sinh_ode["root_diag_trace"]) < 0)  # 5 points and T
+
+
+def sinh_manifold_point(seed: int, n: int = N):
+    """Random θ and Gaussian features with labels y = Z sinh θ: a point of the sinh regression's Γ."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, D))
+    theta = rng.normal(size=D)
+    return jnp.asarray(theta), {"z": jnp.asarray(z), "y": jnp.asarray(z @ np.sinh(theta))}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sinh_regression_hessian_diag_on_manifold_against_dense_hessian(seed):
+    theta, batch = sinh_manifold_point(seed)
+    dense = np.diag(np.asarray(jax.hessian(lwl_slow_ode.sinh_regression_loss)(theta, batch)))
+    np.testing.assert_allclose(lwl_slow_ode.sinh_regression_hessian_diag_on_manifold(theta, batch["z"]), dense,
+                               rtol=1e-12)
+    np.testing.assert_allclose(lwl_slow_ode.sinh_regression_measure(theta, batch["z"]), np.sum(np.sqrt(dense)),
+                               rtol=1e-12)
+    # and the library's HVP path (the measure Adam's slow ODE reduces)
+    np.testing.assert_allclose(measures.diag_power_trace(lwl_slow_ode.sinh_regression_loss, theta, batch, power=0.5),
+                               np.sum(np.sqrt(dense)), rtol=1e-10)
+
+
+def lagrange_residual(theta, batch) -> float:
+    """‖∇μ(θ) − Jᵀλ‖ for the least-squares λ, J = ∂(Z sinh θ)/∂θ by autodiff: 0 at a stationary point on Γ."""
+    gradient = np.asarray(jax.grad(lwl_slow_ode.sinh_regression_measure)(theta, batch["z"]))
+    jacobian = np.asarray(jax.jacobian(lambda t: batch["z"] @ jnp.sinh(t))(theta))
+    multipliers = np.linalg.lstsq(jacobian.T, gradient, rcond=None)[0]
+    return float(np.linalg.norm(gradient - jacobian.T @ multipliers))
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_sinh_regression_minimizer_satisfies_the_lagrange_condition(seed):
+    theta, batch = sinh_manifold_point(seed, n=2)
+    star = lwl_slow_ode.sinh_regression_min_measure_point(batch["z"], batch["y"])
+    z = np.asarray(batch["z"])
+    np.testing.assert_allclose(z @ np.sinh(np.asarray(star)), batch["y"], atol=1e-12)  # on Γ
+    assert lagrange_residual(star, batch) < 1e-10
+    assert lagrange_residual(theta, batch) > 1e-3  # a generic point of Γ is not stationary
+    # a minimum: μ is larger at other points of Γ, w = w* + (null-space direction), θ = arsinh w
+    null = np.linalg.svd(z)[2][z.shape[0]:].T
+    others = np.sinh(np.asarray(star))[None] + np.random.default_rng(seed).normal(size=(50, null.shape[1])) @ null.T
+    mu = lambda t: float(lwl_slow_ode.sinh_regression_measure(jnp.asarray(t), batch["z"]))
+    assert min(mu(np.arcsinh(w)) for w in others) > mu(star)
+    # the projected gradient of the experiment vanishes there and not at θ
+    projected = lambda t: float(lwl_slow_ode.projected_measure_gradient(
+        batch, t, loss_fn=lwl_slow_ode.sinh_regression_loss, measure=lwl_slow_ode.sinh_regression_measure))
+    assert projected(star) < 1e-10 and projected(theta) > 1e-3
+
+
+def test_sinh_regression_minimizer_for_one_sample_is_the_closed_form():
+    # n = 1: a_j = |z_j| and the Lagrange condition gives |w_j| equal for all j, so w* = sign(z)·y/‖z‖₁
+    z = jnp.asarray([[0.5, -2.0, 1.5, 0.25, -1.0]])
+    for y in (0.7, -3.0):
+        star = lwl_slow_ode.sinh_regression_min_measure_point(z, jnp.asarray([y]))
+        np.testing.assert_allclose(np.sinh(np.asarray(star)), np.sign(z[0]) * y / np.sum(np.abs(z)), rtol=1e-10)
+    with pytest.raises(ValueError, match="z must be"):
+        lwl_slow_ode.sinh_regression_min_measure_point(z.T, jnp.ones(5))
+
+
+def test_projected_measure_gradient_is_the_jacobian_projection():
+    theta, batch = sinh_manifold_point(7)
+    gradient = np.asarray(jax.grad(lwl_slow_ode.sinh_regression_measure)(theta, batch["z"]))
+    jacobian = np.asarray(jax.jacobian(lambda t: batch["z"] @ jnp.sinh(t))(theta))
+    tangent = np.eye(D) - np.linalg.pinv(jacobian) @ jacobian  # I − J⁺J: orthogonal projector onto null J
+    got = lwl_slow_ode.projected_measure_gradient(batch, theta, loss_fn=lwl_slow_ode.sinh_regression_loss,
+                                                  measure=lwl_slow_ode.sinh_regression_measure)
+    np.testing.assert_allclose(got, np.linalg.norm(tangent @ gradient), rtol=1e-8)
+    values, norms = lwl_slow_ode.measure_along(batch, theta[None], loss_fn=lwl_slow_ode.sinh_regression_loss,
+                                               measure=lwl_slow_ode.sinh_regression_measure)
+    np.testing.assert_allclose([values[0], norms[0]],
+                               [lwl_slow_ode.sinh_regression_measure(theta, batch["z"]), got], rtol=1e-12)
