@@ -103,6 +103,25 @@ def test_numpy_agm_loop_gradient_is_the_autodiff_gradient():
     np.testing.assert_allclose(path[1], ravel_pytree(params)[0] - 0.1 * np.asarray(grad), rtol=1e-12)
 
 
+def test_forced_numpy_loop_recomputes_each_step_of_a_run_and_catches_a_wrong_one():
+    params, batch = manifold_point(3)
+    z = np.asarray(batch["z"])
+    y = np.asarray(batch["y"])[None] + 0.3 * np.asarray([[1.0], [-1.0], [1.0], [1.0]])[:, :1]
+    root = lambda v: 1.0 / (np.sqrt(v) + 1e-8)  # noqa: E731
+    free = lwl_table1.numpy_agm_diagonal_net(params, z, y, 0.05, 0.9, 0.95, lambda g2: g2, root)
+    # forced along its own path, the loop gives the same path
+    again = lwl_table1.numpy_agm_diagonal_net(params, z, y, 0.05, 0.9, 0.95, lambda g2: g2, root,
+                                              forced=free)
+    np.testing.assert_allclose(again, free, rtol=1e-13, atol=1e-15)
+    # a path with a wrong step (θ_2 moved) is caught there, and not before
+    wrong = free.copy()
+    wrong[2] += 1e-6
+    check = lwl_table1.numpy_agm_diagonal_net(params, z, y, 0.05, 0.9, 0.95, lambda g2: g2, root,
+                                              forced=wrong)
+    gaps = np.max(np.abs(check - wrong), axis=1)
+    assert np.all(gaps[:2] < 1e-13) and gaps[2] > 5e-7
+
+
 def test_effective_support_and_first_small_index():
     np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([0.0, 3.0, 0.0])), 1.0)
     np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([2.0, -2.0, 0.0, 2.0])), 3.0)

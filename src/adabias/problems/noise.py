@@ -7,6 +7,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from adabias._random import rademacher
+
 __all__ = ["label_noise"]
 
 Batch = dict[str, Any]
@@ -18,13 +20,18 @@ def label_noise(delta: float, key_name: str = "y") -> Callable[[Any, Batch], Bat
     ξ has the shape of the labels, entries independent and uniform on {−1, +1}. Other entries of
     the batch are passed through unchanged. For the loss ½·mean_i (f_i − y_i)² with every label
     perturbed, the gradient-noise covariance near the manifold is (δ²/n)·H.
+
+    The signs are packed 32 to a random word (:func:`adabias._random.rademacher`). On a
+    2-core CPU, a jitted scan of the diagonal net's Adam step vmapped over 32 members (n = 50,
+    d = 100) took 114 µs per step with one word per sign (``jax.random.rademacher``), 30 µs
+    packed and 27 µs without noise (``benchmarks/bench_label_noise.py`` for the engine).
     """
     if not delta >= 0:
         raise ValueError(f"delta must be >= 0, got {delta!r}")
 
     def noise(key: Any, batch: Batch) -> Batch:
         y = batch[key_name]
-        xi = jax.random.rademacher(key, jnp.shape(y), dtype=jnp.result_type(y, float))
+        xi = rademacher(key, jnp.shape(y), jnp.result_type(y, float))
         out = dict(batch)
         out[key_name] = y + delta * xi
         return out
