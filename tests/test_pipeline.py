@@ -10,7 +10,7 @@ jax.config.update("jax_enable_x64", True)
 
 from adabias import cli  # noqa: E402
 from adabias.experiments import REGISTRY, Result, base, cks_fig1  # noqa: E402
-from adabias.report import run_experiments, write_report  # noqa: E402
+from adabias.report import run_experiments  # noqa: E402
 
 
 @pytest.mark.parametrize("beta,rho,eps", [(0.95, 0.9, 1e-4), (0.95, 0.999, 1e-1), (0.0, 0.5, 10.0)])
@@ -112,3 +112,12 @@ def test_table1_limits_and_signs_hold():
     slope = np.polyfit(np.log(eps[:6]), np.log(error[:6]), 1)[0]
     assert slope == pytest.approx(1.0, abs=0.05)
     assert cks_table1.SETTINGS["cells"][0][0] > cks_table1.SETTINGS["cells"][0][1]
+
+
+def test_registry_holds_every_experiment_of_both_papers_in_their_order():
+    from adabias.experiments import PAPER_ORDER
+
+    assert list(REGISTRY) == list(PAPER_ORDER)
+    for exp in REGISTRY.values():
+        assert exp.paper in ("CKS", "LWL") and exp.id.startswith(exp.paper.lower() + ".")
+        assert exp.claims, f"{exp.id} declares no claim"

@@ -11,3 +11,6 @@ from adabias import flows, measures, optim, problems
 from adabias.engine import SweepResult, Trajectory, run, sweep
 
 __version__ = "0.1.0"
+
+__all__ = ["flows", "measures", "optim", "problems", "run", "sweep", "SweepResult", "Trajectory",
+           "__version__"]

@@ -48,9 +48,10 @@ def check_positive(name: str, value: Any) -> None:
 
 
 def require_x64(what: str) -> None:
-    """Fail clearly when float64 is off but ``what`` needs it to see O(h²) effects."""
+    """Fail clearly when float64 is off but ``what`` needs it (O(h²) errors, near-manifold
+    drifts, tolerances near 1e-12 are below float32 resolution)."""
     if not jax.config.jax_enable_x64:
         raise RuntimeError(
-            f"{what} needs float64: errors of order h² are below float32 resolution. "
+            f"{what} needs float64: the effects it measures are below float32 resolution. "
             'Call jax.config.update("jax_enable_x64", True) before creating arrays.'
         )

@@ -38,6 +38,7 @@ from matplotlib.ticker import NullFormatter
 
 import adabias as ab
 from adabias import flows
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.cks_flow_order import (ASYMPTOTIC_POINTS, SLOPE_TOLERANCE, decide_order,
                                                 asymptotic_fit, errors, iterates, plot_orders,
@@ -124,8 +125,7 @@ def _study(settings: dict) -> dict:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("cks.example23 needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("cks.example23")
     if context.progress:
         from tqdm.auto import tqdm
         with tqdm(total=1, desc="cks.example23", leave=False) as bar:

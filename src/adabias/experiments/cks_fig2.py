@@ -16,8 +16,8 @@ which the modified flow describes the iterates; β and ρ stay within the oscill
 
 from __future__ import annotations
 
-import jax
 
+from adabias._validation import require_x64
 from adabias.experiments import bilinear_common as common
 from adabias.experiments.base import Context, Result, experiment, make_claim
 
@@ -57,8 +57,7 @@ FULL = {
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("cks.fig2 needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("cks.fig2")
     base = {"learning_rate": settings["learning_rate"], "eps": settings["eps"]}
     options = {"window_fraction": settings["window_fraction"], "flow_points": settings["flow_points"],
                "progress": context.progress}

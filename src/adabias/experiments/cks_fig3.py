@@ -16,9 +16,9 @@ approach time (≈ 2.3).
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 
+from adabias._validation import require_x64
 from adabias.experiments import bilinear_common as common
 from adabias.experiments.base import Context, Result, experiment, make_claim
 
@@ -56,8 +56,7 @@ FULL = {
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("cks.fig3 needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("cks.fig3")
     options = {"window_fraction": settings["window_fraction"], "flow_points": settings["flow_points"],
                "progress": context.progress}
     outcomes = {}

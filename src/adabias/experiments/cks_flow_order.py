@@ -26,6 +26,7 @@ from matplotlib.ticker import NullFormatter
 
 import adabias as ab
 from adabias import flows
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.plotting import panels
 
@@ -214,9 +215,7 @@ def _study(name: str, config: dict, step_sizes: list[float]) -> dict:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("cks.flow_order needs float64: "
-                           "jax.config.update('jax_enable_x64', True)")
+    require_x64("cks.flow_order")
     step_sizes = [float(h) for h in settings["step_sizes"]]
     points, tolerance = settings["asymptotic_points"], settings["slope_tolerance"]
     names = list(settings["models"])

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adabias import flows
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.plotting import panels
 from adabias.measures import hvp
@@ -48,8 +49,7 @@ def _relative(a: jax.Array, b: jax.Array) -> float:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("cks.table1 needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("cks.table1")
     h = settings["learning_rate"]
     theta = jnp.asarray(settings["point"])
     grad = jax.grad(_loss)(theta)

@@ -22,6 +22,7 @@ import numpy as np
 
 import adabias as ab
 from adabias import flows
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.cks_flow_order import (ASYMPTOTIC_POINTS, SLOPE_TOLERANCE, decide_order,
                                                 asymptotic_fit, errors, iterates, plot_orders,
@@ -140,8 +141,7 @@ def _single_batch_study(settings: dict) -> dict:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("cks.thm31 needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("cks.thm31")
     parts = [_order_study, _single_batch_study]
     if context.progress:
         from tqdm.auto import tqdm

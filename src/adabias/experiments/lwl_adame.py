@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import adabias as ab
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.lwl_sharpness import QUICK as SHARPNESS_QUICK
 from adabias.experiments.lwl_sharpness import diagonal_net_diag_power_trace, first_small_index
@@ -63,8 +64,7 @@ def matched_learning_rate(lam, adam_learning_rate: float, reference_v: float):
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("lwl.adame needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("lwl.adame")
     batch, w_star = sparse_regression_data(jax.random.key(settings["data_seed"]), settings["n"], settings["d"],
                                            settings["k"], features="gaussian")
     z, lams = batch["z"], [float(lam) for lam in settings["lams"]]

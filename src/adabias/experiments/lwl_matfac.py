@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.lwl_sparse import (
     OPTIMIZERS,
@@ -94,8 +95,7 @@ def product_test_error(m: jax.Array, m_star: jax.Array) -> jax.Array:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("lwl.matfac needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("lwl.matfac")
     d, rank, ns = settings["d"], settings["rank"], list(settings["ns"])
     n_max = max(ns)
     full_batches, m_stars = stacked_data(lambda key: entry_sensing_data(key, n_max, d, rank),

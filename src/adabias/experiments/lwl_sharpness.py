@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import adabias as ab
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.plotting import panels
 from adabias.optim import agm, diagonal, inverse_root
@@ -83,8 +84,7 @@ def _train(settings: dict, make_optimizer, learning_rate: float, batch: dict, w_
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("lwl.sharpness needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("lwl.sharpness")
     batch, w_star = sparse_regression_data(jax.random.key(settings["data_seed"]), settings["n"], settings["d"],
                                            settings["k"], features="gaussian")
     b1, b2, eps = settings["beta1"], settings["beta2"], settings["eps"]

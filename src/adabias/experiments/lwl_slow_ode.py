@@ -41,6 +41,7 @@ from jax.flatten_util import ravel_pytree
 
 import adabias as ab
 from adabias import flows
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.lwl_sharpness import diagonal_net_diag_power_trace
 from adabias.experiments.plotting import panels
@@ -257,8 +258,7 @@ def _plot_tracking(ax, rows: dict, horizon: float, problem: str) -> None:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("lwl.slow_ode needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("lwl.slow_ode")
     d, horizon = settings["d"], settings["horizon"]
     rng = np.random.default_rng(0)
     draw = lambda: jnp.asarray(rng.uniform(settings["start_low"], settings["start_high"], d))

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import adabias as ab
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.plotting import panels
 from adabias.optim import agm, diagonal, gd, inverse_root
@@ -166,8 +167,7 @@ def sample_complexity(ns: list, mean_final: list, threshold: float) -> float:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("lwl.sparse needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("lwl.sparse")
     d, k, ns = settings["d"], settings["k"], list(settings["ns"])
     n_max = max(ns)
 

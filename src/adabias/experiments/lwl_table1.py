@@ -27,6 +27,7 @@ import optax
 
 import adabias as ab
 from adabias import measures
+from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.lwl_sharpness import diagonal_net_diag_power_trace
 from adabias.experiments.plotting import panels
@@ -210,8 +211,7 @@ def _row_labels(settings: dict) -> list[tuple[str, float]]:
     },
 )
 def run(settings: dict, context: Context) -> Result:
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("lwl.table1 needs float64: jax.config.update('jax_enable_x64', True)")
+    require_x64("lwl.table1")
     d, n, steps = settings["d"], settings["n"], settings["num_steps"]
     batch, _ = sparse_regression_data(jax.random.key(0), n, d, settings["k"], features="gaussian")
     batches = jax.tree.map(lambda x: x[None], batch)
