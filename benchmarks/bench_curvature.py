@@ -24,7 +24,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import RESULTS, best_time, report  # noqa: E402
+from common import RESULTS, interleaved_best_times, report  # noqa: E402
 
 from adabias import measures, problems  # noqa: E402
 
@@ -47,15 +47,6 @@ def temp_bytes(fn, *args) -> float:
     return float(getattr(stats, "temp_size_in_bytes", np.nan)) / 1e6 if stats is not None else np.nan
 
 
-def interleaved(fns: dict, repeats: int, rounds: int = 3) -> dict:
-    """Best time of each ``fn``, the variants taking turns over ``rounds`` rounds (shared machines)."""
-    times = {name: float("inf") for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name] = min(times[name], best_time(fn, repeats))
-    return times
-
-
 def exact_vs_hessian(repeats: int) -> tuple[list[dict], list[dict]]:
     rows, timing = [], []
     for hidden in (16, 32, 64):
@@ -71,7 +62,7 @@ def exact_vs_hessian(repeats: int) -> tuple[list[dict], list[dict]]:
             value_exact, value_dense = float(exact_jit(flat)), float(dense_jit(flat))
             many = jax.jit(lambda v, ts: jax.lax.map(measures.flat_hvp(loss, v)[0], ts))
             tangents = jnp.ones((64, p), flat.dtype)
-            times = interleaved({"exact": lambda: exact_jit(flat), "dense": lambda: dense_jit(flat),
+            times = interleaved_best_times({"exact": lambda: exact_jit(flat), "dense": lambda: dense_jit(flat),
                                  "hvp": lambda: many(flat, tangents)}, 1, rounds=repeats)
             t_exact, t_dense, t_hvp = times["exact"], times["dense"], times["hvp"] / 64
             timing.append({"MLP": f"64-{hidden}-10", "p": int(p), "exact (s)": t_exact,
@@ -106,7 +97,7 @@ def hutchinson_error(repeats: int, max_samples: int, num_keys: int = 8, num_coor
     one = jax.jit(lambda v, t: measures.flat_hvp(loss, v)[0](t))
     many = jax.jit(lambda v, ts: jax.lax.map(measures.flat_hvp(loss, v)[0], ts))
     tangents = jnp.ones((n_time, p), flat.dtype)
-    times = interleaved({"probes": lambda: probes(jax.random.key(1)), "one": lambda: one(flat, flat),
+    times = interleaved_best_times({"probes": lambda: probes(jax.random.key(1)), "one": lambda: one(flat, flat),
                          "many": lambda: many(flat, tangents)}, repeats)
     t_probes, t_one, t_many = times["probes"], times["one"], times["many"] / n_time
     slope_diag = float(np.polyfit(np.log(ns), np.log(diag_error), 1)[0])

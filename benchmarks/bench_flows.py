@@ -25,7 +25,7 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from common import best_time, report  # noqa: E402
+from common import best_time, interleaved_best_times, report  # noqa: E402
 
 from adabias import flows, problems  # noqa: E402
 from adabias.flows.minibatch import window_size  # noqa: E402
@@ -74,10 +74,7 @@ def rhs_rows(repeats: int, scale: int) -> list[dict]:
         for order in (1, 0):
             field = flows.adam_full_batch(loss_fn, 1e-3, 0.9, 0.999, 1e-8, order=order)
             runs[order] = euler_scan(field, params, steps)
-        best = {key: best_time(fn, 1) for key, fn in runs.items()}  # compiles, first timing
-        for _ in range(repeats - 1):
-            for key, fn in runs.items():
-                best[key] = min(best[key], best_time(fn, 1, warmup=0))
+        best = interleaved_best_times(runs, 1, rounds=repeats)
         floor = best["gradient"]
         row = {"problem": name, "evaluations": steps, "gradient (ms)": 1e3 * floor / steps}
         for order in (1, 0):

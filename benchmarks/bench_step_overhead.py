@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from common import best_time, block, report  # noqa: E402
+from common import block, interleaved_best_times, report  # noqa: E402
 
 import adabias as ab  # noqa: E402
 from adabias import engine, problems  # noqa: E402
@@ -101,16 +101,6 @@ def compilation_rows() -> list[dict]:
                      "training programs compiled": engine._advance_jit._cache_size() - programs,
                      "XLA compilations (all, with small helpers)": count})
     return rows
-
-
-def interleaved_best_times(fns: dict, repeats: int, rounds: int) -> dict:
-    """Best time of each ``fn`` over ``rounds`` rounds of ``best_time(fn, repeats)``, the
-    variants taking turns in every round, so a burst of load elsewhere hits all of them."""
-    times = {name: float("inf") for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name] = min(times[name], best_time(fn, repeats))
-    return times
 
 
 def main(base_steps: int, repeats: int, rounds: int, only: str) -> None:

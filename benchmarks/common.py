@@ -34,6 +34,16 @@ def best_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float
     return min(times)
 
 
+def interleaved_best_times(fns: dict, repeats: int, rounds: int = 3) -> dict:
+    """Best time of each ``fn`` over ``rounds`` rounds of ``best_time(fn, repeats)``, the
+    variants taking turns in every round, so a burst of load elsewhere hits all of them."""
+    times = {name: float("inf") for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] = min(times[name], best_time(fn, repeats))
+    return times
+
+
 def once(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     block(fn())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -90,6 +90,14 @@ class Context:
 
     full: bool = False
     progress: bool = True
+
+    def track(self, items: Iterable, desc: str) -> Iterable:
+        """``items`` behind a progress bar (tqdm) when this run shows progress, else as they are."""
+        if not self.progress:
+            return items
+        from tqdm.auto import tqdm
+
+        return tqdm(list(items), desc=desc, leave=False)
 
 
 @dataclasses.dataclass(frozen=True)

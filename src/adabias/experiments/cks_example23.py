@@ -126,13 +126,7 @@ def _study(settings: dict) -> dict:
 )
 def run(settings: dict, context: Context) -> Result:
     require_x64("cks.example23")
-    if context.progress:
-        from tqdm.auto import tqdm
-        with tqdm(total=1, desc="cks.example23", leave=False) as bar:
-            study = _study(settings)
-            bar.update()
-    else:
-        study = _study(settings)
+    study = _study(settings)
     nu = study["lr_over_root_eps"].tolist()
     points, tolerance = settings["asymptotic_points"], settings["slope_tolerance"]
     beta = settings["beta"]

@@ -218,11 +218,8 @@ def run(settings: dict, context: Context) -> Result:
     require_x64("cks.flow_order")
     step_sizes = [float(h) for h in settings["step_sizes"]]
     points, tolerance = settings["asymptotic_points"], settings["slope_tolerance"]
-    names = list(settings["models"])
-    if context.progress:
-        from tqdm.auto import tqdm
-        names = tqdm(names, desc="cks.flow_order", leave=False)
-    studies = {name: _study(name, settings["models"][name], step_sizes) for name in names}
+    studies = {name: _study(name, settings["models"][name], step_sizes)
+               for name in context.track(settings["models"], "cks.flow_order")}
 
     figure, axes = panels(1, len(studies), width=4.8, height=4.6)
     hollow = dict(ls="--", mfc="none")

@@ -143,10 +143,7 @@ def _single_batch_study(settings: dict) -> dict:
 def run(settings: dict, context: Context) -> Result:
     require_x64("cks.thm31")
     parts = [_order_study, _single_batch_study]
-    if context.progress:
-        from tqdm.auto import tqdm
-        parts = tqdm(parts, desc="cks.thm31", leave=False)
-    orders, single = (part(settings) for part in parts)
+    orders, single = (part(settings) for part in context.track(parts, "cks.thm31"))
     step_sizes = orders["step_size"].tolist()
     points, tolerance = settings["asymptotic_points"], settings["slope_tolerance"]
 

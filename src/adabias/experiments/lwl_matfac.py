@@ -109,12 +109,7 @@ def run(settings: dict, context: Context) -> Result:
 
     tails, finals, curves, train_finals, diverged = {}, {}, {}, {}, {}
     jobs = [(name, n) for name in OPTIMIZERS for n in ns]
-    bar = None
-    if context.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="lwl.matfac", leave=False)
-    for name, n in jobs:
+    for name, n in context.track(jobs, "lwl.matfac"):
         result = train_copies(factories[name], rates[name], matrix_sensing_loss, init_copy,
                               stacked_padded(full_batches, n), settings)
         m = products(result.trajectory.params)  # (seeds, records, copies, d, d)
@@ -129,10 +124,6 @@ def run(settings: dict, context: Context) -> Result:
         real = {"a": full_batches["a"][:, :n], "y": full_batches["y"][:, :n]}
         train_finals[name, n] = np.asarray(train_loss(final_params, real)).ravel()
         diverged[name, n] = int(np.sum(np.asarray(result.trajectory.diverged_at) >= 0))
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
     steps = np.asarray(result.trajectory.steps[0])
 
     def stats(table):

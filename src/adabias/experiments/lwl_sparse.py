@@ -186,12 +186,7 @@ def run(settings: dict, context: Context) -> Result:
 
     finals, curves, train_finals, diverged = {}, {}, {}, {}
     jobs = [(name, n) for name in OPTIMIZERS for n in ns]
-    bar = None
-    if context.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc="lwl.sparse", leave=False)
-    for name, n in jobs:
+    for name, n in context.track(jobs, "lwl.sparse"):
         batches = stacked_padded(full_batches, n)
         result = train_copies(factories[name], rates[name], diagonal_net_loss, init_copy,
                               batches, settings)
@@ -203,10 +198,6 @@ def run(settings: dict, context: Context) -> Result:
         real = {"z": full_batches["z"][:, :n], "y": full_batches["y"][:, :n]}
         train_finals[name, n] = np.asarray(train_loss(final_params, real)).ravel()
         diverged[name, n] = int(np.sum(np.asarray(result.trajectory.diverged_at) >= 0))
-        if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
     steps = np.asarray(result.trajectory.steps[0])
 
     mean_final = {name: [float(np.mean(finals[name, n])) for n in ns] for name in OPTIMIZERS}

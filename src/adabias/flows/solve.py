@@ -115,7 +115,8 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
 def fit_order(step_sizes: Sequence[float], errors: Sequence[float]) -> OrderFit:
     """Least-squares slope of log(error) against log(h), with a 95% interval."""
     log_h = np.log(np.asarray(step_sizes, dtype=float))
-    log_e = np.log(np.asarray(errors, dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):  # rejected just below
+        log_e = np.log(np.asarray(errors, dtype=float))
     if log_h.shape != log_e.shape or log_h.size < 2:
         raise ValueError("fit_order needs at least two (h, error) pairs of equal length")
     if not np.all(np.isfinite(log_e)):
