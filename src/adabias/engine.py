@@ -53,6 +53,9 @@ class Trajectory(NamedTuple):
       metrics: name -> values at the saved steps (leading axis S).
       diverged_at: the step at which the loss, gradient or parameters became
         non-finite, −1 if never.
+      final_opt_state: the optimizer state after the last step (after the last finite
+        step if the run diverged), e.g. Adam's moments m and v; with the final parameters
+        it continues the run.
 
     In a :class:`SweepResult` every field has an extra leading member axis.
     """
@@ -62,6 +65,7 @@ class Trajectory(NamedTuple):
     loss: jax.Array
     metrics: dict
     diverged_at: jax.Array
+    final_opt_state: Optional[PyTree] = None
 
     @property
     def diverged(self) -> jax.Array:
@@ -336,7 +340,7 @@ def _execute(program, vmapped, per_member_params, hyper, params0, keys, batches,
     steps = jnp.arange(num_saves + 1) * program.save_every
     if vmapped:
         steps = jnp.broadcast_to(steps, (loss.shape[0], num_saves + 1))
-    return Trajectory(steps, saved, loss, metrics, carry.diverged_at)
+    return Trajectory(steps, saved, loss, metrics, carry.diverged_at, carry.opt_state)
 
 
 def _concatenate(blocks: list, vmapped: bool):
