@@ -91,7 +91,9 @@ def test_oscillation_fraction_counts_increases_after_the_initial_phase():
 # --- thresholds, ranks, hills ---------------------------------------------------------------
 
 
-def test_first_crossing_matches_a_plain_loop():
+def test_first_index_below_matches_a_plain_loop():
+    from adabias.studies.curves import first_index_below
+
     rng = np.random.default_rng(0)
     for _ in range(50):
         loss = np.abs(rng.normal(size=30)).cumsum()[::-1] / 10
@@ -101,7 +103,7 @@ def test_first_crossing_matches_a_plain_loop():
             if value < threshold:
                 expected = t
                 break
-        assert sweeps.first_crossing(loss, threshold) == expected
+        assert first_index_below(loss, threshold) == expected
 
 
 def test_at_crossing_reads_the_quantity_at_the_first_crossing():

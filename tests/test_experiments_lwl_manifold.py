@@ -122,13 +122,17 @@ def test_forced_numpy_loop_recomputes_each_step_of_a_run_and_catches_a_wrong_one
     assert np.all(gaps[:2] < 1e-13) and gaps[2] > 5e-7
 
 
-def test_effective_support_and_first_small_index():
+def test_effective_support_and_first_index_below():
+    from adabias.studies.curves import first_index_below
+
     np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([0.0, 3.0, 0.0])), 1.0)
     np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([2.0, -2.0, 0.0, 2.0])), 3.0)
     w = jnp.array([1.0, 0.5, 0.0])
     np.testing.assert_allclose(lwl_adame.effective_support(w), 1.5**2 / 1.25)
-    assert lwl_sharpness.first_small_index(np.array([1.0, 0.5, 0.01, 0.2]), 0.05) == 2
-    assert lwl_sharpness.first_small_index(np.array([1.0, 0.5]), 0.05) == -1
+    assert first_index_below(np.array([1.0, 0.5, 0.01, 0.2]), 0.05, or_equal=True) == 2
+    assert first_index_below(np.array([1.0, 0.5]), 0.05, or_equal=True) == -1
+    assert first_index_below(np.array([1.0, 0.05]), 0.05, or_equal=True) == 1
+    assert first_index_below(np.array([1.0, 0.05]), 0.05) == -1
     np.testing.assert_allclose(lwl_adame.matched_learning_rate(0.5, 0.004, 0.05), 0.004)
     np.testing.assert_allclose(lwl_adame.matched_learning_rate(0.75, 0.004, 0.05), 0.004 * 0.05**0.25)
 

@@ -80,8 +80,11 @@ def test_a_failing_experiment_is_reported_and_the_exit_code_is_nonzero(tmp_path,
     def broken(settings, context):
         raise FloatingPointError("loss became NaN at step 17")
 
-    exp = base.Experiment(id="test.broken", paper="CKS", title="broken", quick={}, full={},
-                          claims={"test.broken": "never decided"}, run=broken)
+    never = lambda settings, record: None  # noqa: E731  (measure fails first)
+    exp = base.Experiment(id="test.broken", paper="CKS", title="broken",
+                          tiers=base.Tiers(quick=(), medium=(), full=()),
+                          claims={"test.broken": "never decided"}, measure=broken, decide=never,
+                          plot=never, tables=never)
     monkeypatch.setitem(base.REGISTRY, "test.broken", exp)
     out = tmp_path / "report"
     code = cli.main(["reproduce", "--only", "test.broken", "cks.fig1", "--out", str(out),
@@ -103,7 +106,7 @@ def test_table1_limits_and_signs_hold():
     from adabias.experiments import cks_table1
 
     exp = REGISTRY["cks.table1"]
-    result = exp.run(exp.settings(False), base.Context(progress=False))
+    result = exp.run(exp.settings_at("quick"), base.Context(progress=False))
     base.check_result(exp, result)
     assert all(c.held for c in result.claims), [c.numbers for c in result.claims if not c.held]
     # the small-ε limit error falls linearly in ε (slope 1 on log-log)
@@ -121,3 +124,27 @@ def test_registry_holds_every_experiment_of_both_papers_in_their_order():
     for exp in REGISTRY.values():
         assert exp.paper in ("CKS", "LWL") and exp.id.startswith(exp.paper.lower() + ".")
         assert exp.claims, f"{exp.id} declares no claim"
+
+
+def test_compare_names_the_claims_whose_verdict_or_numbers_moved(tmp_path, capsys):
+    import json
+
+    old = [{"id": "a", "held": True, "numbers": {"x": 1.0, "v": [1.0, 2.0], "s": "t"}},
+           {"id": "b", "held": True, "numbers": {"x": float("nan")}},
+           {"id": "c", "held": False, "numbers": {"x": 3.0}}]
+    new = [{"id": "a", "held": True, "numbers": {"x": 1.0 + 1e-12, "v": [1.0, 2.0 + 1e-6], "s": "t"}},
+           {"id": "b", "held": True, "numbers": {"x": float("nan")}},
+           {"id": "c", "held": True, "numbers": {"x": 3.0, "y": 1.0}}]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    code = cli.main(["compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
+    printed = capsys.readouterr().out
+    assert code == 1
+    assert "v[1]: 2.0 -> 2.000001" in printed and "x" not in printed.split("a\n")[1].split("\n")[1]
+    assert "held: False -> True" in printed and "y: only in the new file" in printed
+    assert "\nb\n" not in printed and "2 claim(s) differ" in printed
+    # a looser tolerance for one prefix accepts the 5e-7 move of claim a
+    code = cli.main(["compare", str(tmp_path / "old.json"), str(tmp_path / "new.json"),
+                     "--loose", "a", "1e-5"])
+    assert "1 claim(s) differ" in capsys.readouterr().out
+    assert cli.main(["compare", str(tmp_path / "old.json"), str(tmp_path / "nope.json")]) == 2

@@ -55,3 +55,25 @@ def require_x64(what: str) -> None:
             f"{what} needs float64: the effects it measures are below float32 resolution. "
             'Call jax.config.update("jax_enable_x64", True) before creating arrays.'
         )
+
+
+def check_adam_hyperparameters(learning_rate: Any, beta1: Any, beta2: Any, eps: Any) -> None:
+    """The checks every Adam-like optimizer and flow makes: h > 0, β, ρ ∈ [0, 1), ε > 0.
+
+    A schedule (callable) learning rate is passed through (optax checks nothing either)."""
+    check_positive("learning_rate", learning_rate)
+    check_unit_interval("beta1", beta1)
+    check_unit_interval("beta2", beta2)
+    check_positive("eps", eps)
+
+
+def check_batches(batches: Any) -> int:
+    """Require a pytree whose leaves share a leading batch axis of size m ≥ 1; return m."""
+    leaves = jax.tree.leaves(batches)
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    if not leaves or None in sizes or len(sizes) != 1 or 0 in sizes:
+        raise ValueError(
+            "batches must be a pytree whose leaves share a leading axis m ≥ 1 "
+            f"(the batch index); got leading sizes {sorted(map(str, sizes))}"
+        )
+    return int(sizes.pop())

@@ -17,21 +17,59 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"adabias {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="print the experiments and their claims")
-    listing.add_argument("--full", action="store_true", help="show the --full settings")
+    _add_scale(listing, "show the settings of this scale tier")
     reproduce = commands.add_parser(
         "reproduce", help="run the experiments and write the report",
         description="Run the experiments (all, or --only) and write report.md, report.html, "
                     "claims.json, figures/ and data/ into --out. Finished experiments are "
                     "cached, so an interrupted run resumes.")
-    reproduce.add_argument("--full", action="store_true",
-                           help="the larger settings of the papers (meant for a GPU; slow on CPU)")
+    _add_scale(reproduce, "quick (default: offline, minutes on a laptop CPU), medium (hours at "
+                          "most on a CPU, real data) or full (the papers' scale, meant for a GPU)")
     reproduce.add_argument("--only", nargs="+", metavar="ID",
                            help="experiment ids or prefixes (e.g. cks.fig1, lwl)")
     reproduce.add_argument("--out", type=Path, default=Path("adabias-report"),
                            help="output directory (default: ./adabias-report)")
     reproduce.add_argument("--force", action="store_true", help="ignore cached results")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress output")
+    compare = commands.add_parser(
+        "compare", help="compare two claims.json files: verdicts and numbers",
+        description="Say which claims differ between two runs: a changed verdict, or a number "
+                    "that moved by more than the relative tolerance.")
+    compare.add_argument("old", type=Path, help="claims.json of the reference run")
+    compare.add_argument("new", type=Path, help="claims.json of the run to check")
+    compare.add_argument("--rtol", type=float, default=1e-9,
+                         help="relative tolerance on numbers (default 1e-9)")
+    compare.add_argument("--loose", nargs=2, action="append", default=[],
+                         metavar=("PREFIX", "RTOL"),
+                         help="a looser tolerance for claims whose id starts with PREFIX "
+                              "(e.g. float32 experiments: --loose cks.fig4 1e-5); repeatable")
     return parser
+
+
+def _compare(args) -> int:
+    from adabias.report.compare import compare_claims
+
+    for path in (args.old, args.new):
+        if not path.is_file():
+            print(f"adabias: no such file {path}", file=sys.stderr)
+            return 2
+    loose = {prefix: float(rtol) for prefix, rtol in args.loose}
+    report = compare_claims(args.old, args.new, rtol=args.rtol, rtol_by_prefix=loose)
+    for claim_id, lines in report.items():
+        print(claim_id)
+        for line in lines:
+            print(f"    {line}")
+    print(f"{len(report)} claim(s) differ" if report else "no claim differs")
+    return 1 if report else 0
+
+
+def _add_scale(parser: argparse.ArgumentParser, help_text: str) -> None:
+    from adabias.experiments.base import SCALES
+
+    tier = parser.add_mutually_exclusive_group()
+    tier.add_argument("--scale", choices=SCALES, default="quick", help=help_text)
+    tier.add_argument("--full", dest="scale", action="store_const", const="full",
+                      help="alias of --scale full")
 
 
 def _load_registry():
@@ -47,7 +85,7 @@ def _list(args) -> int:
     base = _load_registry()
     for exp in base.REGISTRY.values():
         print(f"{exp.id}  ({exp.paper}) {exp.title}")
-        settings = exp.settings(args.full)
+        settings = base.settings_dict(exp.settings_at(args.scale))
         print("    settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
         for claim_id, statement in exp.claims.items():
             print(f"    - {claim_id}: {statement}")
@@ -65,9 +103,9 @@ def _reproduce(args) -> int:
         print(f"adabias: {error.args[0]}", file=sys.stderr)
         return 2
     progress = not args.no_progress
-    records = run_experiments(experiments, args.out, full=args.full, force=args.force,
+    records = run_experiments(experiments, args.out, scale=args.scale, force=args.force,
                               progress=progress, version=__version__)
-    write_report(args.out, records, full=args.full, version=__version__)
+    write_report(args.out, records, scale=args.scale, version=__version__)
     held = sum(c["held"] for r in records for c in r.claims)
     total = sum(len(r.claims) for r in records)
     failed = [r for r in records if r.status == "failed"]
@@ -82,6 +120,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
         return _list(args)
+    if args.command == "compare":
+        return _compare(args)
     return _reproduce(args)
 
 

@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from adabias._validation import check_batches
+
 PyTree = Any
 LossFn = Callable[..., jax.Array]
 Metric = Callable[[PyTree], jax.Array]
@@ -277,12 +279,7 @@ def _check_run_arguments(loss_fn, params0, num_steps, batches, noise, key, save_
     if noise is not None and key is None:
         raise ValueError("noise needs a PRNG key: pass key=jax.random.key(seed)")
     if batches is not None:
-        sizes = {np.shape(x)[0] if np.ndim(x) else None for x in jax.tree.leaves(batches)}
-        if not sizes or None in sizes or len(sizes) != 1 or 0 in sizes:
-            raise ValueError(
-                "batches must be a pytree whose leaves share a leading axis m ≥ 1 "
-                f"(the batch index); got leading sizes {sorted(map(str, sizes))}"
-            )
+        check_batches(batches)
     try:
         if batches is None:
             out = jax.eval_shape(loss_fn, params0)

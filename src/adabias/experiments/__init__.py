@@ -1,16 +1,17 @@
 """Experiments (layer 6): one module per paper figure or table, registered on import.
 
 ``REGISTRY`` maps experiment ids to :class:`Experiment`; ``adabias reproduce`` runs them.
-Every module of this package named ``cks_*`` or ``lwl_*`` is imported here and registers its
-experiments with the :func:`experiment` decorator; the registry is then put in the papers'
+Every module of this package named ``cks_*`` or ``lwl_*`` is imported here; its
+``EXPERIMENT`` (an :class:`Experiment`) is registered; the registry is then put in the papers'
 order (:data:`PAPER_ORDER`, DESIGN §4.2), any other id after those, by name.
 """
 
 import importlib
 import pkgutil
 
-from adabias.experiments.base import (REGISTRY, Claim, Context, Experiment, Result, experiment,
-                                      make_claim, select)
+from adabias.experiments.base import (REGISTRY, SCALES, Claim, Context, Decision, Experiment,
+                                      Result, Tiers, Verdict, experiment, make_claim, register,
+                                      select)
 
 
 def _paper_modules() -> list[str]:
@@ -34,7 +35,10 @@ def _in_paper_order() -> None:
 
 
 for _name in _paper_modules():
-    importlib.import_module(f"{__name__}.{_name}")
+    _module = importlib.import_module(f"{__name__}.{_name}")
+    if isinstance(getattr(_module, "EXPERIMENT", None), Experiment):
+        register(_module.EXPERIMENT)
 _in_paper_order()
 
-__all__ = ["PAPER_ORDER", "REGISTRY", "Claim", "Context", "Experiment", "Result", "experiment", "make_claim", "select"]
+__all__ = ["PAPER_ORDER", "REGISTRY", "SCALES", "Claim", "Context", "Decision", "Experiment", "Result",
+           "Tiers", "Verdict", "experiment", "make_claim", "register", "select"]

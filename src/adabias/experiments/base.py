@@ -1,17 +1,25 @@
 """Experiments, claims and the registry (DESIGN §4.2).
 
-An :class:`Experiment` reproduces one figure or table of a paper: it has an ``id`` (e.g.
-``"cks.fig1"``), ``quick`` and ``full`` settings, the claims it decides (declared up front,
-so ``adabias list`` can show them) and a function ``run(settings, context) -> Result``.
-A :class:`Claim` is a sentence of the paper made measurable; ``held`` is computed from the
-run, every time, and ``numbers`` are the values it was decided on.
+An :class:`Experiment` reproduces one figure, table or claim group of a paper. It has an
+``id`` (e.g. ``"cks.fig1"``), one frozen settings dataclass per scale tier (:class:`Tiers`:
+quick, medium, full), the claims it decides (declared up front, so ``adabias list`` can show
+them) and four functions of (settings, ...):
+
+    measure(settings, context) -> record      a typed record (NamedTuple) of arrays
+    decide(settings, record)   -> Decision    a Verdict per declared claim, and report notes
+    plot(settings, record)     -> {name: Figure}
+    tables(settings, record)   -> {name: columns or JSON-ready data}
+
+:meth:`Experiment.run` composes them into a :class:`Result`. A :class:`Claim` is a sentence
+of the paper made measurable; ``held`` is computed from the run, every time, and ``numbers``
+are the values it was decided on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Generic, Iterable, Mapping, NamedTuple, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -84,12 +92,26 @@ class Result:
     notes: list = dataclasses.field(default_factory=list)
 
 
+#: The scale tiers, smallest first (DESIGN §4.2): quick (offline, minutes on 2 CPU cores),
+#: medium (hours at most on a CPU, real data), full (the papers' scale, for a GPU).
+SCALES = ("quick", "medium", "full")
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    return scale
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What the runner gives an experiment: whether to show progress bars, the mode."""
+    """What the runner gives an experiment: the scale tier and whether to show progress."""
 
-    full: bool = False
+    scale: str = "quick"
     progress: bool = True
+
+    def __post_init__(self):
+        check_scale(self.scale)
 
     def track(self, items: Iterable, desc: str) -> Iterable:
         """``items`` behind a progress bar (tqdm) when this run shows progress, else as they are."""
@@ -100,9 +122,49 @@ class Context:
         return tqdm(list(items), desc=desc, leave=False)
 
 
+S = TypeVar("S")
+R = TypeVar("R")
+
+
 @dataclasses.dataclass(frozen=True)
-class Experiment:
-    """One figure or table of a paper, made runnable.
+class Tiers(Generic[S]):
+    """One settings instance per scale tier (DESIGN §4.2)."""
+
+    quick: S
+    medium: S
+    full: S
+
+    def at(self, scale: str) -> S:
+        return getattr(self, check_scale(scale))
+
+
+def settings_dict(settings: Any) -> dict:
+    """A settings dataclass (or mapping) as a plain dict, for claims.json and the cache key."""
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
+    return dict(settings)
+
+
+class Verdict(NamedTuple):
+    """One declared claim decided: held or not, the numbers it was decided on, a note
+    (required when it does not hold: why)."""
+
+    claim_id: str
+    held: bool
+    numbers: Mapping[str, Any]
+    note: str = ""
+
+
+class Decision(NamedTuple):
+    """What ``decide`` returns: a verdict per declared claim and lines for the report."""
+
+    verdicts: Sequence[Verdict]
+    notes: Sequence[str] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment(Generic[S, R]):
+    """One figure, table or claim group of a paper, made runnable: measure → decide → plot.
 
     ``claims`` maps each claim id this experiment decides to its statement.
     """
@@ -110,45 +172,90 @@ class Experiment:
     id: str
     paper: str
     title: str
+    tiers: Tiers[S]
+    claims: Mapping[str, str]
+    measure: Callable[[S, "Context"], R]
+    decide: Callable[[S, R], Decision]
+    plot: Callable[[S, R], Mapping[str, Any]]
+    tables: Callable[[S, R], Mapping[str, Any]]
+
+    def __post_init__(self):
+        for claim_id in self.claims:
+            if claim_id != self.id and not claim_id.startswith(self.id + "."):
+                raise ValueError(f"claim id {claim_id!r} must be {self.id!r} or start with "
+                                 f"{self.id + '.'!r}")
+
+    def settings_at(self, scale: str) -> S:
+        return self.tiers.at(scale)
+
+    def run(self, settings: S, context: "Context") -> "Result":
+        """measure → decide → plot → tables, as one :class:`Result`."""
+        record = self.measure(settings, context)
+        decision = self.decide(settings, record)
+        plain = settings_dict(settings)
+        claims = []
+        for verdict in decision.verdicts:
+            if verdict.claim_id not in self.claims:
+                raise KeyError(f"{self.id} does not declare claim {verdict.claim_id!r}")
+            claims.append(Claim(verdict.claim_id, self.claims[verdict.claim_id], verdict.held,
+                                verdict.numbers, plain, verdict.note))
+        return Result(figures=dict(self.plot(settings, record)),
+                      data=dict(self.tables(settings, record)), claims=claims,
+                      notes=list(decision.notes))
+
+
+@dataclasses.dataclass(frozen=True)
+class _LegacyExperiment:
+    """An experiment written as one ``run(settings dict, context) -> Result`` (being retired)."""
+
+    id: str
+    paper: str
+    title: str
     quick: Mapping[str, Any]
     full: Mapping[str, Any]
     claims: Mapping[str, str]
-    run: Callable[[Mapping[str, Any], Context], Result]
+    run: Callable[[Mapping[str, Any], "Context"], "Result"]
 
-    def settings(self, full: bool) -> dict:
-        return dict(self.full if full else self.quick)
+    def settings_at(self, scale: str) -> dict:
+        return dict(self.quick if check_scale(scale) == "quick" else self.full)
 
 
-REGISTRY: dict[str, Experiment] = {}
+REGISTRY: dict[str, Any] = {}
+
+
+def register(experiment_: Experiment) -> Experiment:
+    """Add an experiment to :data:`REGISTRY` (ids are unique)."""
+    if experiment_.id in REGISTRY:
+        raise ValueError(f"experiment id {experiment_.id!r} registered twice")
+    REGISTRY[experiment_.id] = experiment_
+    return experiment_
 
 
 def experiment(*, id: str, paper: str, title: str, quick: Mapping[str, Any],
                full: Mapping[str, Any], claims: Mapping[str, str]):
-    """Decorator registering ``run(settings, context) -> Result`` as an experiment."""
+    """Decorator registering ``run(settings, context) -> Result`` as an experiment (being
+    retired: new experiments are :class:`Experiment` instances named ``EXPERIMENT``)."""
 
-    def register(run: Callable[[Mapping[str, Any], Context], Result]) -> Experiment:
-        if id in REGISTRY:
-            raise ValueError(f"experiment id {id!r} registered twice")
+    def wrap(run: Callable) -> _LegacyExperiment:
         for claim_id in claims:
             if claim_id != id and not claim_id.startswith(id + "."):
                 raise ValueError(f"claim id {claim_id!r} must be {id!r} or start with {id + '.'!r}")
-        exp = Experiment(id=id, paper=paper, title=title, quick=dict(quick), full=dict(full),
-                         claims=dict(claims), run=run)
-        REGISTRY[id] = exp
-        return exp
+        return register(_LegacyExperiment(id=id, paper=paper, title=title, quick=dict(quick),
+                                          full=dict(full), claims=dict(claims), run=run))
 
-    return register
+    return wrap
 
 
-def make_claim(experiment_: Experiment, claim_id: str, held: bool, numbers: Mapping[str, Any],
+def make_claim(experiment_, claim_id: str, held: bool, numbers: Mapping[str, Any],
                settings: Optional[Mapping[str, Any]] = None, note: str = "") -> Claim:
-    """A :class:`Claim` whose statement is the one the experiment declared for ``claim_id``."""
+    """A :class:`Claim` whose statement is the one the experiment declared for ``claim_id``
+    (being retired with the ``run`` experiments: new ones return :class:`Verdict`)."""
     if claim_id not in experiment_.claims:
         raise KeyError(f"{experiment_.id} does not declare claim {claim_id!r}")
     return Claim(claim_id, experiment_.claims[claim_id], held, numbers, settings or {}, note)
 
 
-def check_result(experiment_: Experiment, result: Result) -> None:
+def check_result(experiment_, result: Result) -> None:
     """Every declared claim decided exactly once, and nothing undeclared."""
     decided = [c.id for c in result.claims]
     missing = sorted(set(experiment_.claims) - set(decided))
@@ -160,7 +267,7 @@ def check_result(experiment_: Experiment, result: Result) -> None:
         )
 
 
-def select(ids: Optional[Sequence[str]]) -> list[Experiment]:
+def select(ids: Optional[Sequence[str]]) -> list:
     """The experiments named by ``ids`` (exact ids or prefixes such as ``cks`` or ``lwl.``)."""
     experiments = list(REGISTRY.values())
     if not ids:

@@ -15,6 +15,7 @@ import numpy as np
 from adabias.experiments import image_sweeps as sweeps
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.plotting import panels
+from adabias.studies.curves import first_index_below
 
 QUICK = {**sweeps.QUICK_BASE, "sweep": sweeps.QUICK_BETA_SWEEP}  # loss_threshold: 0.1
 FULL = {**sweeps.FULL_BASE, "sweep": sweeps.FULL_BETA_SWEEP}
@@ -30,7 +31,7 @@ def at_crossing(loss: np.ndarray, quantity: np.ndarray, threshold: float
     epochs = np.full(loss.shape[:2], -1, dtype=np.int64)
     values = np.full(loss.shape[:2], np.nan)
     for index in np.ndindex(epochs.shape):
-        epoch = sweeps.first_crossing(loss[index], threshold)
+        epoch = first_index_below(loss[index], threshold)
         if epoch >= 0:
             epochs[index], values[index] = epoch, quantity[index][epoch]
     return epochs, values

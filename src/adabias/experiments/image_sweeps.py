@@ -52,6 +52,7 @@ import numpy as np
 
 import adabias as ab
 from adabias.measures import perturbed_one_norm
+from adabias.studies.curves import first_index_below
 from adabias.problems import (accuracy, cnn_apply, cross_entropy_loss, init_cnn, init_mlp,
                               load_cifar, load_digits, mlp_apply)
 
@@ -341,12 +342,6 @@ def exclusion_note(curves: SweepCurves, run_regimes: np.ndarray) -> str:
     return ("excluded (not all seeds in the stable regime): " + "; ".join(parts)) if parts else ""
 
 
-def first_crossing(loss: np.ndarray, threshold: float) -> int:
-    """The first epoch at which ``loss`` is below ``threshold``; −1 if it never is."""
-    below = np.flatnonzero(np.asarray(loss) < threshold)
-    return int(below[0]) if below.size else -1
-
-
 def _ranks(x: np.ndarray) -> np.ndarray:
     """Ranks 0…n−1 of x, ties given their average rank."""
     x = np.asarray(x, dtype=np.float64)
@@ -561,7 +556,7 @@ def rule_checks(curves: SweepCurves, rules: Mapping[str, float], norm_epoch: int
         raise ValueError(f"norm_epoch must lie in [0, epochs={curves.spec.epochs}], got {norm_epoch}")
     tau = max_timescale(curves.spec)
     epochs = curves.spec.epochs
-    first = np.array([[first_crossing(curves.loss[i, s], threshold)
+    first = np.array([[first_index_below(curves.loss[i, s], threshold)
                        for s in range(curves.loss.shape[1])] for i in range(curves.loss.shape[0])])
     crossing = np.where(np.all(first >= 0, axis=1), first.mean(axis=1), np.nan)
     with np.errstate(invalid="ignore"):

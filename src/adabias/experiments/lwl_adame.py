@@ -20,7 +20,8 @@ import adabias as ab
 from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.lwl_sharpness import QUICK as SHARPNESS_QUICK
-from adabias.experiments.lwl_sharpness import diagonal_net_diag_power_trace, first_small_index
+from adabias.studies.curves import first_index_below
+from adabias.problems.diagonal_net import diagonal_net_diag_power_trace
 from adabias.experiments.plotting import panels
 from adabias.problems import (
     diagonal_net_loss,
@@ -98,7 +99,7 @@ def run(settings: dict, context: Context) -> Result:
     measure_numbers, measure_ok, data = {}, True, {"step": steps}
     for i, lam in enumerate(lams):
         own = seed_mean(trajectory.metrics[f"measure_{lam:g}"])[i]
-        start = first_small_index(loss[i], settings["small_loss"])
+        start = first_index_below(loss[i], settings["small_loss"], or_equal=True)
         late = float(own[-last:].mean())
         at_start = float(own[start]) if start >= 0 else float("nan")
         measure_ok &= start >= 0 and late < at_start

@@ -19,9 +19,10 @@ import adabias as ab
 from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
 from adabias.experiments.plotting import panels
+from adabias.studies.curves import first_index_below
 from adabias.optim import agm, diagonal, inverse_root
 from adabias.problems import (
-    diagonal_net_hessian_diag_on_manifold,
+    diagonal_net_diag_power_trace,
     diagonal_net_loss,
     diagonal_net_test_loss,
     init_diagonal_net,
@@ -38,22 +39,6 @@ QUICK = {
 # minimizer of tr(H) on Γ (weighted ℓ1) is not the sparse w* and the two measures part
 FULL = dict(QUICK, d=100, n=15, k=5, init_scale=0.1, num_steps=1_000_000, save_every=20_000, num_seeds=4,
             adam_learning_rate=0.002)
-
-
-def diagonal_net_diag_power_trace(params: dict, z: jax.Array, power: float) -> jax.Array:
-    """Σ_j (4m₂ⱼ)^p (|u_j|^{2p} + |v_j|^{2p}) = tr(Diag(H)^p) on Γ (m₂ = mean_i z_ij²).
-
-    p = 1: tr(H) (SGD's measure), p = 1/2: tr(Diag(H)^{1/2}) (Adam's), p = 1 − λ: AdamE-λ's.
-    Diag(H) on Γ is ``problems.diagonal_net_hessian_diag_on_manifold``.
-    """
-    diag = diagonal_net_hessian_diag_on_manifold(params, z)
-    return sum(jnp.sum(h**power) for h in diag.values())
-
-
-def first_small_index(loss: np.ndarray, threshold: float) -> int:
-    """First record at which the (seed-mean) loss is ≤ ``threshold``; −1 if never."""
-    below = np.flatnonzero(np.asarray(loss) <= threshold)
-    return int(below[0]) if below.size else -1
 
 
 def _train(settings: dict, make_optimizer, learning_rate: float, batch: dict, w_star, context: Context):
@@ -99,7 +84,7 @@ def run(settings: dict, context: Context) -> Result:
                    dict(tr.metrics, loss=tr.loss).items()} for name, tr in runs.items()}
     last = settings["last_records"]
     late = {name: {key: float(values[-last:].mean()) for key, values in m.items()} for name, m in mean.items()}
-    start = {name: first_small_index(m["loss"], settings["small_loss"]) for name, m in mean.items()}
+    start = {name: first_index_below(m["loss"], settings["small_loss"], or_equal=True) for name, m in mean.items()}
 
     # both measures at the balanced sparse interpolant u = √w*, v = 0 (a point of Γ)
     sparse_point = {"u": jnp.sqrt(jnp.maximum(w_star, 0.0)), "v": jnp.sqrt(jnp.maximum(-w_star, 0.0))}

@@ -43,7 +43,7 @@ import adabias as ab
 from adabias import flows
 from adabias._validation import require_x64
 from adabias.experiments.base import Context, Result, experiment, make_claim
-from adabias.experiments.lwl_sharpness import diagonal_net_diag_power_trace
+from adabias.problems.diagonal_net import diagonal_net_diag_power_trace
 from adabias.experiments.plotting import panels
 from adabias.optim import agm, diagonal, inverse_root
 from adabias.problems import diagonal_net_loss, label_noise, sparse_regression_data

@@ -41,7 +41,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from adabias._validation import check_positive, check_unit_interval, is_concrete
+from adabias._validation import (check_adam_hyperparameters, check_batches, check_positive,
+                                 check_unit_interval, is_concrete)
 from adabias.measures.hvp import hvp_batched
 
 PyTree = Any
@@ -83,15 +84,8 @@ def window_size(beta1: float, beta2: float, *, num_steps: Optional[int] = None,
 
 
 def _validate(learning_rate, beta1, beta2, eps, batches):
-    check_positive("learning_rate", learning_rate)
-    check_unit_interval("beta1", beta1)
-    check_unit_interval("beta2", beta2)
-    check_positive("eps", eps)
-    leaves = jax.tree.leaves(batches)
-    sizes = {jnp.shape(x)[0] if jnp.ndim(x) else None for x in leaves}
-    if not leaves or len(sizes) != 1 or None in sizes or 0 in sizes:
-        raise ValueError("batches must be a pytree whose leaves share a leading axis m ≥ 1")
-    return sizes.pop()
+    check_adam_hyperparameters(learning_rate, beta1, beta2, eps)
+    return check_batches(batches)
 
 
 class _Prepared:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import optax
 
-from adabias._validation import check_positive, check_unit_interval
+from adabias._validation import check_adam_hyperparameters
 from adabias.optim.agm import diagonal, inverse_root, scale_by_agm
-from adabias.optim.types import ScalarOrSchedule, check_learning_rate
+from adabias.optim.types import ScalarOrSchedule
 
 
 def scale_by_cks_adam(
@@ -56,10 +56,7 @@ def adam(
       eps_inside_sqrt: ``False`` gives the Kingma–Ba denominator √ν̂ + ε.
       bias_correction: ``False`` drops the 1/(1−βⁿ⁺¹), 1/(1−ρⁿ⁺¹) factors.
     """
-    check_learning_rate(learning_rate)
-    check_unit_interval("beta1", beta1)
-    check_unit_interval("beta2", beta2)
-    check_positive("eps", eps)
+    check_adam_hyperparameters(learning_rate, beta1, beta2, eps)
     return optax.chain(
         scale_by_cks_adam(
             beta1,

@@ -19,6 +19,7 @@ from adabias.problems.classifiers import (
 )
 from adabias.problems.data import CIFAR_SPECS, CifarSpec, default_data_root, load_cifar, load_digits
 from adabias.problems.diagonal_net import (
+    diagonal_net_diag_power_trace,
     diagonal_net_hessian_diag_on_manifold,
     diagonal_net_loss,
     diagonal_net_predict,
@@ -50,6 +51,7 @@ __all__ = [
     "cnn_apply",
     "cross_entropy_loss",
     "default_data_root",
+    "diagonal_net_diag_power_trace",
     "diagonal_net_hessian_diag_on_manifold",
     "diagonal_net_loss",
     "diagonal_net_predict",

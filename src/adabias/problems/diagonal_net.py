@@ -14,6 +14,7 @@ from jax import Array
 from jax.typing import ArrayLike
 
 __all__ = [
+    "diagonal_net_diag_power_trace",
     "diagonal_net_hessian_diag_on_manifold",
     "diagonal_net_loss",
     "diagonal_net_predict",
@@ -61,6 +62,16 @@ def diagonal_net_hessian_diag_on_manifold(params: Params, z: ArrayLike) -> Param
     """
     m2 = jnp.mean(jnp.asarray(z) ** 2, axis=0)
     return {"u": 4.0 * m2 * params["u"] ** 2, "v": 4.0 * m2 * params["v"] ** 2}
+
+
+def diagonal_net_diag_power_trace(params: Params, z: ArrayLike, power: float) -> Array:
+    """Σ_j (4m₂ⱼ)^p (|u_j|^{2p} + |v_j|^{2p}) = tr(Diag(H)^p) on Γ (m₂ = mean_i z_ij²).
+
+    p = 1: tr(H) (SGD's measure), p = 1/2: tr(Diag(H)^{1/2}) (Adam's), p = 1 − λ: AdamE-λ's
+    (LWL Table 1). Diag(H) on Γ is :func:`diagonal_net_hessian_diag_on_manifold`.
+    """
+    diag = diagonal_net_hessian_diag_on_manifold(params, z)
+    return sum(jnp.sum(h**power) for h in diag.values())
 
 
 def init_diagonal_net(key: Any, d: int, scale: float = 0.1, dtype: Any = None) -> Params:

@@ -27,7 +27,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from adabias.experiments.base import Context, Experiment, Result, _plain, check_result
+from adabias.experiments.base import (Context, Experiment, Result, _plain, check_result,
+                                      settings_dict)
 
 log = logging.getLogger("adabias")
 
@@ -47,14 +48,15 @@ class Record:
     error: str = ""
 
 
-def cache_key(experiment: Experiment, settings: dict, version: str) -> str:
+def cache_key(experiment: Experiment, settings: Any, version: str) -> str:
     """Hash of the id, the settings, the adabias version and the experiment module's source."""
-    module = sys.modules.get(experiment.run.__module__)
+    function = getattr(experiment, "measure", None) or experiment.run
+    module = sys.modules.get(function.__module__)
     try:
         source = inspect.getsource(module) if module is not None else ""
     except (OSError, TypeError):
         source = ""
-    payload = json.dumps({"id": experiment.id, "settings": _plain(settings), "version": version,
+    payload = json.dumps({"id": experiment.id, "settings": _plain(settings_dict(settings)), "version": version,
                           "source": hashlib.sha256(source.encode()).hexdigest()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -120,10 +122,10 @@ def _load_cached(out: Path, experiment: Experiment, key: str) -> Optional[Record
                   saved["figures"], saved["data"], saved["settings"])
 
 
-def run_one(experiment: Experiment, out: Path, *, full: bool, force: bool, progress: bool,
+def run_one(experiment: Experiment, out: Path, *, scale: str, force: bool, progress: bool,
             version: str) -> Record:
     """Run (or load from the cache) one experiment and write its files under ``out``."""
-    settings = experiment.settings(full)
+    settings = experiment.settings_at(scale)
     key = cache_key(experiment, settings, version)
     if not force:
         cached = _load_cached(out, experiment, key)
@@ -137,7 +139,7 @@ def run_one(experiment: Experiment, out: Path, *, full: bool, force: bool, progr
         warnings.simplefilter("always")
         try:
             with contextlib.redirect_stdout(captured):
-                result = experiment.run(settings, Context(full=full, progress=progress))
+                result = experiment.run(settings, Context(scale=scale, progress=progress))
             check_result(experiment, result)
             figures, data = _save(out, experiment, result)
         except Exception as error:  # report, keep going with the other experiments
@@ -145,14 +147,15 @@ def run_one(experiment: Experiment, out: Path, *, full: bool, force: bool, progr
             text = traceback.format_exc()
             log_path.write_text(captured.getvalue() + "\n" + _warning_lines(caught) + text)
             message = f"{type(error).__name__}: {error}"
-            return Record(experiment, "failed", seconds, [], [], [], [], settings, error=message)
+            return Record(experiment, "failed", seconds, [], [], [], [], _plain(settings_dict(settings)),
+                          error=message)
     seconds = time.perf_counter() - start
     log_path.write_text(captured.getvalue() + _warning_lines(caught)
                         + f"finished in {seconds:.1f} s\n")
     claims = [dict(c.to_json(), experiment=experiment.id, paper=experiment.paper)
               for c in result.claims]
     record = Record(experiment, "ran", seconds, claims, list(result.notes), figures, data,
-                    _plain(settings))
+                    _plain(settings_dict(settings)))
     (out / "results").mkdir(parents=True, exist_ok=True)
     (out / "results" / f"{experiment.id}.json").write_text(json.dumps({
         "key": key, "seconds": seconds, "claims": claims, "notes": record.notes,
@@ -164,7 +167,7 @@ def _warning_lines(caught) -> str:
     return "".join(f"warning: {w.category.__name__}: {w.message}\n" for w in caught)
 
 
-def run_experiments(experiments: Sequence[Experiment], out: Path, *, full: bool = False,
+def run_experiments(experiments: Sequence[Experiment], out: Path, *, scale: str = "quick",
                     force: bool = False, progress: bool = True, version: str = "") -> list[Record]:
     """Run every experiment in order (cached ones are loaded), printing one line each."""
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +175,7 @@ def run_experiments(experiments: Sequence[Experiment], out: Path, *, full: bool 
     for index, experiment in enumerate(experiments, 1):
         if progress:
             print(f"[{index}/{len(experiments)}] {experiment.id}: {experiment.title} ...", flush=True)
-        record = run_one(experiment, out, full=full, force=force, progress=progress, version=version)
+        record = run_one(experiment, out, scale=scale, force=force, progress=progress, version=version)
         if progress:
             held = sum(c["held"] for c in record.claims)
             status = (f"failed: {record.error}" if record.status == "failed"

@@ -41,10 +41,10 @@ def _environment() -> str:
     return f"Python {platform.python_version()}, JAX {jax.__version__} on {devices}"
 
 
-def _header(records: Sequence[Record], full: bool, version: str) -> dict:
+def _header(records: Sequence[Record], scale: str, version: str) -> dict:
     claims = [c for r in records for c in r.claims]
     return {
-        "mode": "full" if full else "quick",
+        "mode": scale,
         "version": version,
         "written": datetime.datetime.now().isoformat(timespec="seconds"),
         "environment": _environment(),
@@ -60,8 +60,8 @@ def write_claims_json(out: Path, records: Sequence[Record]) -> None:
     (out / "claims.json").write_text(json.dumps(claims, indent=1))
 
 
-def write_markdown(out: Path, records: Sequence[Record], *, full: bool, version: str) -> None:
-    info = _header(records, full, version)
+def write_markdown(out: Path, records: Sequence[Record], *, scale: str, version: str) -> None:
+    info = _header(records, scale, version)
     lines = [
         "# adabias reproduction report", "",
         f"Mode: **{info['mode']}** · adabias {info['version']} · {info['environment']} · "
@@ -112,8 +112,8 @@ code{background:#f4f4f4;padding:0 3px}.settings{font-size:0.85em;color:#555}
 """
 
 
-def write_html(out: Path, records: Sequence[Record], *, full: bool, version: str) -> None:
-    info = _header(records, full, version)
+def write_html(out: Path, records: Sequence[Record], *, scale: str, version: str) -> None:
+    info = _header(records, scale, version)
     esc = html.escape
 
     def verdict(held: bool) -> str:
@@ -164,8 +164,8 @@ def write_html(out: Path, records: Sequence[Record], *, full: bool, version: str
     (out / "report.html").write_text("\n".join(parts))
 
 
-def write_report(out: Path, records: Sequence[Record], *, full: bool, version: str) -> None:
+def write_report(out: Path, records: Sequence[Record], *, scale: str, version: str) -> None:
     """All three report files, from the records of one ``reproduce`` call."""
     write_claims_json(out, records)
-    write_markdown(out, records, full=full, version=version)
-    write_html(out, records, full=full, version=version)
+    write_markdown(out, records, scale=scale, version=version)
+    write_html(out, records, scale=scale, version=version)

@@ -1,0 +1,49 @@
+"""Plotting for adabias: one style, one table of symbols, and the figures the experiments draw.
+
+Every experiment draws through this package, so restyling a figure means calling these
+functions (or editing them here), never editing an experiment. Figures are returned, not
+shown or saved: ``figure.savefig(...)`` is the caller's choice.
+
+- :func:`panels` — a grid of axes with the package's style.
+- :data:`SYMBOLS` — hyperparameter names as they are written in the papers (h, β, ρ, ε, λ).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+plt.rcParams.update({
+    "figure.dpi": 100,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+})
+
+#: The hyperparameters' symbols in the papers' notation (CKS: h, β, ρ, ε; LWL: η, β₁, β₂, λ),
+#: keyed by the names adabias uses for them.
+SYMBOLS = {
+    "learning_rate": "h",
+    "beta1": "β",
+    "beta2": "ρ",
+    "beta": "β",
+    "rho": "ρ",
+    "eps": "ε",
+    "lam": "λ",
+}
+
+
+def panels(rows: int, cols: int, *, width: float = 3.2, height: float = 2.6, **kwargs):
+    """A figure with a rows × cols grid of axes (always a 2-d array) and tight layout."""
+    figure, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                                layout="constrained", **kwargs)
+    return figure, axes
+
+
+__all__ = ["SYMBOLS", "panels"]
