@@ -26,6 +26,8 @@ import numpy as np
 
 def _plain(value: Any) -> Any:
     """Numbers and arrays as JSON-ready Python values (floats, ints, lists, None for NaN)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(settings_dict(value))
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
