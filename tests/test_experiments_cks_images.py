@@ -11,19 +11,20 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 
-from adabias.experiments import cks_fig4, cks_fig5, cks_fig6  # noqa: E402
-from adabias.experiments import image_sweeps as sweeps  # noqa: E402
+from adabias.experiments import Tiers, cks_fig4, cks_fig5, cks_fig6  # noqa: E402
+from adabias.problems.classifiers import make_classifier  # noqa: E402
 from adabias.report import run_experiments  # noqa: E402
+from adabias.studies import classifiers, regimes, statistics  # noqa: E402
+from adabias.studies.classifiers import ClassifierSweepSettings, ParameterSweep  # noqa: E402
 
 CRITERIA = {"initial_fraction": 0.1, "spike_factor": 10.0, "blowup_factor": 10.0}
 
-TINY = {
-    "dataset": "digits", "model": "mlp", "widths": [4], "dtype": "float64", "eps": 1e-8,
-    "epochs": 20, "num_seeds": 1, "regime": CRITERIA, "train_size": 120, "test_size": 60,
-    "rules": sweeps.RULES, "norm_epoch": 5, "loss_threshold": 1.0,
-}
-TINY_RHO = {"swept": "rho", "values": [0.99, 0.999, 0.9999], "fixed": 0.99, "learning_rate": 3e-2}
-TINY_BETA = {"swept": "beta", "values": [0.8, 0.9, 0.99], "fixed": 0.999, "learning_rate": 3e-2}
+TINY = ClassifierSweepSettings(
+    dataset="digits", model="mlp", widths=(4,), dtype="float64", eps=1e-8, epochs=20,
+    num_seeds=1, regime=classifiers.RegimeCriteria(**CRITERIA), train_size=120, test_size=60,
+    rules=classifiers.RegimeRules(), norm_epoch=5, loss_threshold=1.0)
+TINY_RHO = ParameterSweep("rho", (0.99, 0.999, 0.9999), fixed=0.99, learning_rate=3e-2)
+TINY_BETA = ParameterSweep("beta", (0.8, 0.9, 0.99), fixed=0.999, learning_rate=3e-2)
 
 
 # --- regimes --------------------------------------------------------------------------------
@@ -34,7 +35,7 @@ def _decay(n=201):
 
 
 def _classify(loss, diverged_at=-1):
-    return sweeps.classify_regime(loss, diverged_at, **CRITERIA)
+    return regimes.classify_regime(loss, diverged_at, **CRITERIA)
 
 
 def test_smooth_and_small_oscillations_are_stable():
@@ -71,21 +72,21 @@ def test_divergence_by_engine_mark_non_finite_or_blow_up():
 def test_stable_values_and_exclusion_note():
     run_regimes = np.array([["stable", "stable"], ["stable", "spikes"], ["divergence", "stable"]],
                            dtype=object)
-    np.testing.assert_array_equal(sweeps.stable_values(run_regimes), [True, False, False])
-    spec = sweeps.sweep_spec({**TINY, "epochs": 4}, TINY_RHO)
+    np.testing.assert_array_equal(regimes.stable_values(run_regimes), [True, False, False])
+    spec = classifiers.sweep_spec(dataclasses.replace(TINY, epochs=4), TINY_RHO)
     empty = np.zeros((3, 2, 5))
-    curves = sweeps.SweepCurves(spec, np.asarray(spec.values), empty, empty, empty, empty,
-                                np.full((3, 2), -1), 0.0, 10)
-    note = sweeps.exclusion_note(curves, run_regimes)
+    curves = classifiers.SweepCurves(spec, np.asarray(spec.values), empty, empty, empty, empty,
+                                     np.full((3, 2), -1), 0.0, 10)
+    note = regimes.exclusion_note(curves, run_regimes)
     assert "ρ=0.999 (seed 1: spikes)" in note and "ρ=0.9999 (seed 0: divergence)" in note
     assert "ρ=0.99 " not in note
-    assert sweeps.exclusion_note(curves, np.full((3, 2), "stable", dtype=object)) == ""
+    assert regimes.exclusion_note(curves, np.full((3, 2), "stable", dtype=object)) == ""
 
 
 def test_oscillation_fraction_counts_increases_after_the_initial_phase():
     loss = np.array([5.0, 6.0, 4.0, 3.0, 3.5, 2.0, 2.5, 1.0, 1.2, 0.5, 0.4])
     # after ceil(0.2·10) = 2 epochs: diffs at 2..9 → increases at 3→4, 5→6, 7→8: 3 of 8
-    assert sweeps.oscillation_fraction(loss, 0.2) == pytest.approx(3 / 8)
+    assert regimes.oscillation_fraction(loss, 0.2) == pytest.approx(3 / 8)
 
 
 # --- thresholds, ranks, hills ---------------------------------------------------------------
@@ -109,7 +110,7 @@ def test_first_index_below_matches_a_plain_loop():
 def test_at_crossing_reads_the_quantity_at_the_first_crossing():
     loss = np.array([[[1.0, 0.5, 0.05, 0.2, 0.01]], [[1.0, 0.9, 0.8, 0.7, 0.6]]])
     quantity = np.arange(10.0).reshape(2, 1, 5)
-    epochs, values = cks_fig5.at_crossing(loss, quantity, 0.1)
+    epochs, values = regimes.at_crossing(loss, quantity, 0.1)
     np.testing.assert_array_equal(epochs, [[2], [-1]])
     assert values[0, 0] == 2.0 and np.isnan(values[1, 0])
 
@@ -121,7 +122,7 @@ def test_rank_correlation_matches_scipy_with_ties():
         x = rng.integers(0, 5, size=9).astype(float)
         y = rng.integers(0, 4, size=9).astype(float)
         expected = stats.spearmanr(x, y).statistic
-        got = sweeps.rank_correlation(x, y)
+        got = statistics.rank_correlation(x, y)
         if np.isnan(expected):
             assert np.isnan(got)
         else:
@@ -129,29 +130,31 @@ def test_rank_correlation_matches_scipy_with_ties():
 
 
 def test_monotone_needs_three_points_and_the_sign():
-    assert sweeps.monotone([1, 2, 3], [3, 2, 1], -1) == (True, -1.0)
-    assert not sweeps.monotone([1, 2, 3], [3, 2, 1], +1)[0]
-    assert not sweeps.monotone([1, 2], [2, 1], -1)[0]
-    held, r = sweeps.monotone([1, 2, 3, 4, 5], [1, 3, 2, 5, 4], +1)  # r = 0.8: the threshold
+    assert statistics.monotone([1, 2, 3], [3, 2, 1], -1) == (True, -1.0)
+    assert not statistics.monotone([1, 2, 3], [3, 2, 1], +1)[0]
+    assert not statistics.monotone([1, 2], [2, 1], -1)[0]
+    held, r = statistics.monotone([1, 2, 3, 4, 5], [1, 3, 2, 5, 4], +1)  # r = 0.8: the threshold
     assert held and r == pytest.approx(0.8)
 
 
 def test_hill_height_of_a_piecewise_linear_curve():
     # 10 → 2 (valley) → 6 (hill) → 1: the hill is 3× the valley; without a rise it is 1
     curve = np.concatenate([np.linspace(10, 2, 9), np.linspace(2, 6, 5)[1:], np.linspace(6, 1, 6)[1:]])
-    assert sweeps.hill_height(curve, 1) == pytest.approx(3.0)
-    assert sweeps.hill_height(np.linspace(5, 1, 20), 3) == pytest.approx(1.0)
+    assert statistics.hill_height(curve, 1) == pytest.approx(3.0)
+    assert statistics.hill_height(np.linspace(5, 1, 20), 3) == pytest.approx(1.0)
+    np.testing.assert_allclose(statistics.hill_heights(np.stack([curve, curve[::-1]])[None], 1),
+                               [[3.0, statistics.hill_height(curve[::-1], 1)]])
 
 
 def test_moving_average_matches_convolution():
     x = np.random.default_rng(2).normal(size=40)
-    np.testing.assert_allclose(sweeps.moving_average(x, 7), np.convolve(x, np.ones(7) / 7, "valid"))
+    np.testing.assert_allclose(statistics.moving_average(x, 7), np.convolve(x, np.ones(7) / 7, "valid"))
 
 
 def test_float64_norm_of_float32_gradients_matches_numpy():
     g = {"a": jnp.asarray([1e-4, -3e-5, 2.0], jnp.float32), "b": jnp.asarray([[5e-6]], jnp.float32)}
     expected = sum(np.sum(np.sqrt(np.asarray(v, np.float64) ** 2 + 1e-8)) for v in g.values())
-    got = sweeps._float64_norm(g, 1e-8)
+    got = classifiers._float64_norm(g, 1e-8)
     assert got.dtype == jnp.float64
     assert float(got) == pytest.approx(expected, rel=1e-14)
 
@@ -160,29 +163,29 @@ def test_float64_norm_of_float32_gradients_matches_numpy():
 
 
 def _synthetic_curves(loss, norm, values=(0.9, 0.95, 0.99), fixed=0.5, swept="rho"):
-    spec = sweeps.sweep_spec({**TINY, "epochs": loss.shape[-1] - 1, "num_seeds": loss.shape[1]},
-                             {"swept": swept, "values": list(values), "fixed": fixed,
-                              "learning_rate": 1e-3})
+    spec = classifiers.sweep_spec(
+        dataclasses.replace(TINY, epochs=loss.shape[-1] - 1, num_seeds=loss.shape[1]),
+        ParameterSweep(swept, tuple(values), fixed=fixed, learning_rate=1e-3))
     zeros = np.zeros_like(loss)
-    return sweeps.SweepCurves(spec, np.asarray(values), loss, zeros, zeros, norm,
-                              np.full(loss.shape[:2], -1), 0.0, 100)
+    return classifiers.SweepCurves(spec, np.asarray(values), loss, zeros, zeros, norm,
+                                   np.full(loss.shape[:2], -1), 0.0, 100)
 
 
 def test_max_timescale_covers_swept_and_fixed_parameters():
-    assert sweeps.max_timescale(_synthetic_curves(np.ones((3, 1, 5)), np.ones((3, 1, 5))).spec) \
+    assert regimes.max_timescale(_synthetic_curves(np.ones((3, 1, 5)), np.ones((3, 1, 5))).spec) \
         == pytest.approx(100.0)
     spec = _synthetic_curves(np.ones((3, 1, 5)), np.ones((3, 1, 5)), values=(0.5, 0.8, 0.9),
                              fixed=0.98, swept="beta").spec
-    assert sweeps.max_timescale(spec) == pytest.approx(50.0)
+    assert regimes.max_timescale(spec) == pytest.approx(50.0)
 
 
 def test_rule_checks_match_a_plain_loop():
     rng = np.random.default_rng(3)
-    epochs, rules = 2000, sweeps.RULES
+    epochs, rules = 2000, classifiers.RegimeRules()
     loss = np.exp(-np.arange(epochs + 1) / rng.uniform(50, 400, size=(3, 2, 1)))
     loss[2, 1] = 1.0  # never crosses
     norm = rng.uniform(0.005, 0.2, size=(3, 2, epochs + 1))
-    check = sweeps.rule_checks(_synthetic_curves(loss, norm), rules, 500, 0.1)
+    check = regimes.rule_checks(_synthetic_curves(loss, norm), rules, 500, 0.1)
     floor = 100 * np.sqrt(1e-8)
     tau = 100.0
     assert check.timescale == pytest.approx(tau) and check.timescale_met  # 100 ≤ 0.1·2000
@@ -200,29 +203,32 @@ def test_rule_checks_match_a_plain_loop():
         ratio = (norm[i, 0, 500] + norm[i, 1, 500]) / 2 / floor
         assert check.norm_over_floor[i] == pytest.approx(ratio)
         assert check.norm_met[i] == (ratio >= 5)
-    short = sweeps.rule_checks(_synthetic_curves(loss[..., :900], norm[..., :900]), rules, 500, 0.1)
+    short = regimes.rule_checks(_synthetic_curves(loss[..., :900], norm[..., :900]), rules, 500, 0.1)
     assert not short.timescale_met  # 100 > 0.1·899
     with pytest.raises(ValueError, match="norm_epoch"):
-        sweeps.rule_checks(_synthetic_curves(loss, norm), rules, epochs + 1, 0.1)
+        regimes.rule_checks(_synthetic_curves(loss, norm), rules, epochs + 1, 0.1)
 
 
 def test_quick_settings_follow_the_stated_rules_r1_r2():
-    epochs = sweeps.QUICK_BASE["epochs"]
-    rho_sweep, beta_sweep = sweeps.QUICK_RHO_SWEEP, sweeps.QUICK_BETA_SWEEP
+    quick = classifiers.QUICK_SETTINGS
+    epochs = quick.epochs
+    rho_sweep, beta_sweep = classifiers.QUICK_RHO_SWEEP, classifiers.QUICK_BETA_SWEEP
     for sweep in (rho_sweep, beta_sweep):
-        spec = sweeps.sweep_spec(sweeps.QUICK_BASE, sweep)
-        assert sweeps.max_timescale(spec) <= sweeps.RULES["timescale_fraction"] * epochs + 1e-9
-    assert all(rho >= rho_sweep["fixed"] for rho in rho_sweep["values"])  # ρ ≥ β (Figure 4)
-    assert all(beta < beta_sweep["fixed"] for beta in beta_sweep["values"])  # β < ρ (Figure 5)
-    assert beta_sweep["fixed"] in rho_sweep["values"] and rho_sweep["fixed"] in beta_sweep["values"]
-    assert sweeps.QUICK_BASE["norm_epoch"] == epochs // 4
+        spec = classifiers.sweep_spec(quick, sweep)
+        assert regimes.max_timescale(spec) <= quick.rules.timescale_fraction * epochs + 1e-9
+    assert all(rho >= rho_sweep.fixed for rho in rho_sweep.values)  # ρ ≥ β (Figure 4)
+    assert all(beta < beta_sweep.fixed for beta in beta_sweep.values)  # β < ρ (Figure 5)
+    assert beta_sweep.fixed in rho_sweep.values and rho_sweep.fixed in beta_sweep.values
+    assert quick.norm_epoch == epochs // 4
+    for experiment in (cks_fig4, cks_fig5, cks_fig6):  # every figure's quick tier uses them
+        assert experiment.TIERS.quick.classifier == quick
 
 
 # --- data --------------------------------------------------------------------------------
 
 
 def test_digits_standardized_with_train_statistics():
-    data = sweeps.prepare_data("digits", train_size=200, test_size=50)
+    data = classifiers.prepare_data("digits", train_size=200, test_size=50)
     assert data.x_train.shape == (200, 8, 8, 1) and data.x_test.shape == (50, 8, 8, 1)
     std = data.x_train.std(axis=0)
     varying = std > 0
@@ -230,11 +236,20 @@ def test_digits_standardized_with_train_statistics():
     np.testing.assert_allclose(std[varying], 1, rtol=1e-12)
 
 
+def test_make_classifier_mlp_and_cnn_shapes():
+    x = jnp.zeros((2, 8, 8, 3))
+    for model, widths in (("mlp", (5,)), ("cnn", (4, 6))):
+        init, apply = make_classifier(model, widths, (8, 8, 3), 10, jnp.float64)
+        assert apply(init(jax.random.key(0)), x).shape == (2, 10)
+    with pytest.raises(ValueError, match="model"):
+        make_classifier("resnet", (4,), (8, 8, 3), 10, jnp.float64)
+
+
 def test_missing_cifar_fails_with_a_clear_message(tmp_path):
     with pytest.raises(RuntimeError, match="not available offline"):
-        sweeps.prepare_data("cifar10", data_root=str(tmp_path), download=False)
+        classifiers.prepare_data("cifar10", data_root=str(tmp_path), download=False)
     with pytest.raises(ValueError, match="dataset"):
-        sweeps.prepare_data("mnist")
+        classifiers.prepare_data("mnist")
 
 
 # --- sweeps, memo, experiments ----------------------------------------------------------------
@@ -244,46 +259,48 @@ def test_cifar_subset_standardized_per_channel():
     root = Path("/work/shared/data/cifar-10-subset")
     if not (root / "cifar-10-batches-bin" / "test_batch.bin").is_file():
         pytest.skip("no CIFAR-10 copy on this machine")
-    data = sweeps.prepare_data("cifar10", data_root=str(root), download=False, train_size=300,
-                               test_size=40)
+    data = classifiers.prepare_data("cifar10", data_root=str(root), download=False,
+                                    train_size=300, test_size=40)
     assert data.x_train.shape == (300, 32, 32, 3) and data.x_test.shape == (40, 32, 32, 3)
     np.testing.assert_allclose(data.x_train.mean(axis=(0, 1, 2)), 0, atol=1e-10)
     np.testing.assert_allclose(data.x_train.std(axis=(0, 1, 2)), 1, rtol=1e-10)
 
 
 def test_float32_network_trains_in_a_sweep():
-    spec = sweeps.sweep_spec({**TINY, "epochs": 3, "dtype": "float32"}, TINY_BETA)
-    curves = sweeps._train(spec, False)
+    spec = classifiers.sweep_spec(dataclasses.replace(TINY, epochs=3, dtype="float32"), TINY_BETA)
+    curves = classifiers._train(spec, False)
     assert np.all(np.isfinite(curves.loss)) and curves.loss[:, :, -1].max() < curves.loss[:, :, 0].min()
 
 
 def test_figures_4_5_6_run_and_fig6_reuses_their_sweeps_from_the_memo(monkeypatch, tmp_path):
-    sweeps.clear_memo()
+    classifiers.clear_memo()
     calls = []
-    original = sweeps._train
-    monkeypatch.setattr(sweeps, "_train", lambda spec, progress: calls.append(spec) or original(spec, progress))
-    fig4 = {**TINY, "sweep": TINY_RHO, "norm_epoch": 5}
-    fig5 = {**TINY, "sweep": TINY_BETA, "loss_threshold": 1.0}
-    fig6 = {**TINY, "beta_sweep": TINY_BETA, "rho_sweep": TINY_RHO, "hill_window": 3,
-            "most_fraction": 0.5}
+    original = classifiers._train
+    monkeypatch.setattr(classifiers, "_train",
+                        lambda spec, progress: calls.append(spec) or original(spec, progress))
+    fig4 = cks_fig4.Fig4Settings(classifier=TINY, sweep=TINY_RHO)
+    fig5 = cks_fig5.Fig5Settings(classifier=TINY, sweep=TINY_BETA)
+    fig6 = cks_fig6.Fig6Settings(classifier=dataclasses.replace(TINY, norm_epoch=6),
+                                 beta_sweep=TINY_BETA, rho_sweep=TINY_RHO, hill_window=3,
+                                 most_fraction=0.5)  # norm_epoch does not change the training
     experiments = [
-        dataclasses.replace(e, quick=s)
-        for e, s in ((cks_fig4.run_entry, fig4), (cks_fig5.run_entry, fig5), (cks_fig6.run_entry, fig6))
+        dataclasses.replace(e.EXPERIMENT, tiers=Tiers(quick=s, medium=s, full=s))
+        for e, s in ((cks_fig4, fig4), (cks_fig5, fig5), (cks_fig6, fig6))
     ]
     records = run_experiments(experiments, tmp_path, force=True, progress=False)
     assert [r.status for r in records] == ["ran"] * 3, [r.error for r in records]
     assert len(calls) == 2  # fig6 trained nothing
-    spec = sweeps.sweep_spec(fig4, TINY_RHO)
-    curves = sweeps.image_sweep(spec)
-    assert len(calls) == 2 and sweeps.image_sweep(sweeps.sweep_spec(fig6, TINY_RHO)) is curves
-    assert curves.loss.shape == (3, 1, TINY["epochs"] + 1) and curves.norm.shape == curves.loss.shape
+    curves = classifiers.classifier_sweep(classifiers.sweep_spec(fig4.classifier, TINY_RHO))
+    assert len(calls) == 2
+    assert classifiers.classifier_sweep(classifiers.sweep_spec(fig6.classifier, TINY_RHO)) is curves
+    assert curves.loss.shape == (3, 1, TINY.epochs + 1) and curves.norm.shape == curves.loss.shape
     # same seed, same start: the epoch-0 records agree across the swept values
     np.testing.assert_allclose(curves.norm[:, 0, 0], curves.norm[0, 0, 0])
     assert np.all(curves.norm >= curves.norm_floor)
     decided = {c["id"] for r in records for c in r.claims}
-    assert decided == set(cks_fig4.run_entry.claims) | set(cks_fig5.run_entry.claims) | set(
-        cks_fig6.run_entry.claims)
+    assert decided == set(cks_fig4.EXPERIMENT.claims) | set(cks_fig5.EXPERIMENT.claims) | set(
+        cks_fig6.EXPERIMENT.claims)
     for name in ("cks.fig4.rho_sweep", "cks.fig5.beta_sweep", "cks.fig6.norm_curves"):
         assert (tmp_path / "figures" / f"{name}.png").is_file()
     table = (tmp_path / "data" / "cks.fig6.beta_norm_curves.csv").read_text().splitlines()
-    assert len(table) == TINY["epochs"] + 2  # header + epochs 0…T
+    assert len(table) == TINY.epochs + 2  # header + epochs 0…T

@@ -17,6 +17,7 @@ __all__ = [
     "cross_entropy_loss",
     "init_cnn",
     "init_mlp",
+    "make_classifier",
     "mlp_apply",
 ]
 
@@ -125,6 +126,24 @@ def cnn_apply(params: Params, x: ArrayLike) -> Array:
         h = jax.nn.relu(h + conv["b"])
     h = jnp.mean(h, axis=(1, 2))
     return h @ params["head"]["w"] + params["head"]["b"]
+
+
+def make_classifier(
+    model: str, widths: Sequence[int], input_shape: Sequence[int], num_classes: int, dtype: Any
+) -> tuple[Callable[[Any], Params], Callable[[Params, Array], Array]]:
+    """``(init(key) -> params, apply(params, x) -> logits)`` of a named classifier.
+
+    ``"mlp"``: dense layers of ``widths`` with ReLU (:func:`init_mlp`, :func:`mlp_apply`);
+    ``"cnn"``: 3×3 conv layers of ``widths`` channels with ReLU, global average pool, dense
+    head (:func:`init_cnn`, :func:`cnn_apply`). ``input_shape`` = one image's (H, W, C).
+    """
+    if model == "mlp":
+        sizes = (math.prod(int(s) for s in input_shape), *widths, num_classes)
+        return (lambda key: init_mlp(key, sizes, dtype)), mlp_apply
+    if model == "cnn":
+        shape, channels = tuple(input_shape), tuple(widths)
+        return (lambda key: init_cnn(key, shape, num_classes, channels, dtype=dtype)), cnn_apply
+    raise ValueError(f"model must be 'mlp' or 'cnn', got model={model!r}")
 
 
 def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike) -> Array:
