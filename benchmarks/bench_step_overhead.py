@@ -21,7 +21,8 @@ sys.path.insert(0, __import__("os").path.dirname(__file__))
 from common import block, interleaved_best_times, report  # noqa: E402
 
 import adabias as ab  # noqa: E402
-from adabias import engine, problems  # noqa: E402
+from adabias import problems  # noqa: E402
+from adabias.engine import driver as engine  # noqa: E402
 
 
 def scan_steps(loss_fn, optimizer, params, num_steps):

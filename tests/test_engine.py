@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import adabias as ab
-from adabias import engine
+from adabias.engine import driver
 
 jax.config.update("jax_enable_x64", True)
 
@@ -146,15 +146,15 @@ def test_sixteen_point_grid_compiles_once():
         return ab.optim.adam(learning_rate, 0.9, beta2, 1e-8)
 
     try:
-        cache_before = engine._advance_jit._cache_size()
+        cache_before = driver._advance_jit._cache_size()
         ab.sweep(make, full_loss, PARAMS0, 20, grid={"learning_rate": np.geomspace(1e-3, 1e-1, 4),
                                                      "beta2": [0.9, 0.95, 0.99, 0.999]}, save_every=5)
-        assert engine._advance_jit._cache_size() == cache_before + 1
+        assert driver._advance_jit._cache_size() == cache_before + 1
         compiles.clear()
         ab.sweep(make, full_loss, PARAMS0, 20, grid={"learning_rate": np.geomspace(2e-3, 2e-1, 4),
                                                      "beta2": [0.8, 0.85, 0.9, 0.95]}, save_every=5)
         assert compiles == []
-        assert engine._advance_jit._cache_size() == cache_before + 1
+        assert driver._advance_jit._cache_size() == cache_before + 1
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
 
@@ -189,9 +189,12 @@ def test_bad_loss_and_batches():
 def test_progress_bar_runs_in_chunks_with_the_same_result():
     opt = ab.optim.adam(0.05)
     plain = ab.run(opt, full_loss, PARAMS0, 40, save_every=2)
+    cache_before = driver._advance_jit._cache_size()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         chunked = ab.run(opt, full_loss, PARAMS0, 40, save_every=2, progress=True)
+    # 20 chunks of one block each, one training program (PARAMS0["b"] is weakly typed)
+    assert driver._advance_jit._cache_size() == cache_before + 1
     assert_tree_close(plain.params, chunked.params)
     np.testing.assert_array_equal(plain.steps, chunked.steps)
 
@@ -285,15 +288,15 @@ def test_checkpointed_run_resumes_after_an_interruption(tmp_path, monkeypatch):
     opt = ab.optim.adam(0.05)
     reference = ab.run(opt, batch_loss, PARAMS0, 40, batches=BATCHES, noise=label_noise, key=KEY)
     calls = {"n": 0}
-    original = engine._advance_jit
+    original = driver._advance_jit
 
-    def interrupted(*args):
+    def interrupted(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 6:
             raise KeyboardInterrupt
-        return original(*args)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "_advance_jit", interrupted)
+    monkeypatch.setattr(driver, "_advance_jit", interrupted)
     with pytest.raises(KeyboardInterrupt):
         ab.run(opt, batch_loss, PARAMS0, 40, batches=BATCHES, noise=label_noise, key=KEY, checkpoint=path)
     assert path.exists()

@@ -1,0 +1,25 @@
+"""The trajectory engine (layer 3): training as one compiled program.
+
+:func:`run` trains one model; :func:`sweep` trains a grid of hyperparameters × seeds as
+one ``vmap``-ed program. Both go through the same code: ``lax.scan`` over saved points,
+an inner ``lax.scan`` over the ``save_every`` steps between them.
+
+Files, by job:
+
+- ``loop.py``: the traced program: one step, a block of ``save_every`` steps (run
+  unchecked, re-run step by step when a value was non-finite), the scan over blocks;
+  :class:`Trajectory`, the records.
+- ``driver.py``: :func:`run`, and the driver it shares with :func:`sweep`: checks the
+  arguments and builds the program once per call, compiles it (jit caches keyed by the
+  program), runs it in one call or in chunks (progress bar, checkpoint), joins the records.
+- ``sweeps.py``: :func:`sweep` and :class:`SweepResult`: grid points × seeds, their keys and
+  starts, sharding of the members over devices and processes.
+- ``checkpoint.py``: the resumable ``.npz`` file of a chunked run.
+- ``checks.py``: argument checks, before anything is compiled.
+"""
+
+from adabias.engine.driver import run
+from adabias.engine.loop import Trajectory
+from adabias.engine.sweeps import SweepResult, sweep
+
+__all__ = ["run", "sweep", "SweepResult", "Trajectory"]

@@ -1,0 +1,165 @@
+"""Compiling and driving the training program: :func:`run`, and :func:`execute` shared with sweeps.
+
+:func:`execute` compiles :func:`~adabias.engine.loop.start` and
+:func:`~adabias.engine.loop.advance` (the jit caches ``_start_jit`` and ``_advance_jit``),
+runs the scan over saved points in one call, or in ~20 chunks when a progress bar is shown
+or a checkpoint is kept, and joins the records into a :class:`Trajectory`. The training
+scan is compiled once per chunk length: once when the chunks are equal, twice when the
+number of saved points leaves a shorter last chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adabias.engine import checks, loop
+from adabias.engine.checkpoint import Checkpoint
+from adabias.engine.loop import LossFn, Metric, NoiseFn, Program, PyTree, Trajectory
+
+_start_jit = jax.jit(loop.start, static_argnames=("program", "vmapped", "per_member_params"))
+_advance_jit = jax.jit(loop.advance, static_argnames=("program", "vmapped", "num_saves"))
+
+
+def execute(hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree, *,
+            program: Program, vmapped: bool, per_member_params: bool, num_steps: int,
+            progress: bool, checkpoint: Optional[str] = None) -> Trajectory:
+    """Train for ``num_steps`` steps; the records of every saved step as a :class:`Trajectory`.
+
+    With ``vmapped`` the members lie along a leading axis of ``hyper``, ``keys`` (and of
+    ``params0`` with ``per_member_params``), and of every field of the result.
+    """
+    num_saves = num_steps // program.save_every
+    carry, first = _start_jit(hyper, params0, keys, batches, program=program, vmapped=vmapped,
+                              per_member_params=per_member_params)
+    chunks = _chunk_sizes(num_saves, 20 if (progress or checkpoint) else 1)
+    store = None
+    if checkpoint is not None:
+        store = Checkpoint(checkpoint, program=program, num_steps=num_steps, hyper=hyper, carry=carry)
+    done_chunks, blocks = 0, []
+    if store is not None and store.exists():
+        done_chunks, carry, records = store.load(carry, first)
+        blocks.append(records)
+    bar = _progress_bar(num_steps) if progress else None
+    if bar is not None:
+        bar.update(sum(chunks[:done_chunks]) * program.save_every)
+    for index in range(done_chunks, len(chunks)):
+        first_step = jnp.asarray(sum(chunks[:index]) * program.save_every, jnp.int32)
+        carry, records = _advance_jit(hyper, carry, batches, first_step, program=program,
+                                      vmapped=vmapped, num_saves=chunks[index])
+        blocks.append(records)
+        if store is not None:
+            blocks = [_concatenate(blocks, vmapped=vmapped)]
+            store.save(index + 1, carry, blocks[0])
+        if bar is not None:
+            jax.block_until_ready(records)
+            bar.update(chunks[index] * program.save_every)
+    if bar is not None:
+        bar.close()
+    axis = 1 if vmapped else 0
+    head = jax.tree.map(lambda x: jnp.expand_dims(x, axis), first)
+    saved, loss, metrics = _concatenate([head] + blocks, vmapped=vmapped)
+    steps = jnp.arange(num_saves + 1) * program.save_every
+    if vmapped:
+        steps = jnp.broadcast_to(steps, (loss.shape[0], num_saves + 1))
+    return Trajectory(steps, saved, loss, metrics, carry.diverged_at, carry.opt_state)
+
+
+def build_program(make_optimizer, loss_fn: LossFn, params0: PyTree, num_steps: int, *,
+                  batches: Optional[PyTree], noise: Optional[NoiseFn], key: Optional[jax.Array],
+                  save_every: int, metrics: Optional[Mapping[str, Metric]],
+                  save_params: bool) -> Program:
+    """The :class:`Program` of a run or sweep, after the argument checks (``params0``: one member's)."""
+    checks.check_run_arguments(loss_fn, params0, num_steps, batches=batches, noise=noise, key=key,
+                               save_every=save_every)
+    return Program(
+        make_optimizer=make_optimizer,
+        loss_fn=loss_fn,
+        noise=noise,
+        metrics=checks.sorted_metrics(metrics),
+        save_every=int(save_every),
+        has_batches=batches is not None,
+        save_params=save_params,
+    )
+
+
+def _concatenate(blocks: list, *, vmapped: bool):
+    """Join record blocks along the saved-step axis (axis 1 when members lead)."""
+    axis = 1 if vmapped else 0
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=axis), *blocks)
+
+
+def _chunk_sizes(num_saves: int, target_chunks: int) -> list[int]:
+    if num_saves == 0:
+        return []
+    size = max(1, math.ceil(num_saves / target_chunks))
+    sizes = [size] * (num_saves // size)
+    if num_saves % size:
+        sizes.append(num_saves % size)
+    return sizes
+
+
+def _progress_bar(total: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="step", desc="adabias", leave=False)
+
+
+def run(
+    optimizer: optax.GradientTransformation,
+    loss_fn: LossFn,
+    params0: PyTree,
+    num_steps: int,
+    *,
+    batches: Optional[PyTree] = None,
+    noise: Optional[NoiseFn] = None,
+    key: Optional[jax.Array] = None,
+    save_every: int = 1,
+    metrics: Optional[Mapping[str, Metric]] = None,
+    save_params: bool = True,
+    progress: bool = False,
+    checkpoint: Optional[str] = None,
+) -> Trajectory:
+    """Train ``params0`` with ``optimizer`` for ``num_steps`` steps as one compiled scan.
+
+    Args:
+      optimizer: any ``optax.GradientTransformation``.
+      loss_fn: ``loss_fn(params)`` (full batch) or ``loss_fn(params, batch)``.
+      params0: initial parameters (any pytree).
+      num_steps: number of optimizer steps (a multiple of ``save_every``).
+      batches: mini-batches stacked along a leading axis m; step k uses batch k mod m.
+      noise: ``noise(key, batch) -> batch`` applied to each step's batch with key
+        ``fold_in(key, k)``.
+      key: PRNG key for ``noise``.
+      save_every: record loss, metrics and params every this many steps.
+      metrics: name -> ``fn(params)`` evaluated at the saved steps.
+      save_params: record the parameters (turn off for large models).
+      progress: show a progress bar (runs the scan in chunks).
+      checkpoint: a ``.npz`` path; the state is saved there after each of ~20 chunks
+        and an interrupted run called again with the same arguments resumes from it.
+
+    Returns:
+      A :class:`Trajectory`; a warning names the step where the run diverged, if it did.
+    """
+    program = build_program(loop.ConstantOptimizer(optimizer), loss_fn, params0, num_steps,
+                            batches=batches, noise=noise, key=key, save_every=save_every,
+                            metrics=metrics, save_params=save_params)
+    key = jax.random.key(0) if key is None else key
+    trajectory = execute({}, params0, key, batches, program=program, vmapped=False,
+                         per_member_params=False, num_steps=int(num_steps), progress=progress,
+                         checkpoint=checkpoint)
+    step = int(trajectory.diverged_at)
+    if step >= 0:
+        warnings.warn(
+            f"the run diverged at step {step}: the loss, gradient or parameters became "
+            "non-finite (NaN/inf); updates stopped there and later records repeat the "
+            "last finite parameters",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return trajectory

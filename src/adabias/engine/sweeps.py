@@ -1,0 +1,184 @@
+"""Sweeps: a grid of hyperparameters × seeds trained as one ``vmap``-ed program.
+
+:func:`sweep` lays the members out (grid points × seeds, their keys and starts), places
+them on a one-axis device mesh when there are several devices (also across the processes
+of ``jax.distributed``), runs them through :func:`~adabias.engine.driver.execute` and
+gathers the result as a :class:`SweepResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import warnings
+from typing import Callable, Mapping, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from adabias.engine import checks
+from adabias.engine.driver import build_program, execute
+from adabias.engine.loop import LossFn, Metric, NoiseFn, PyTree, Trajectory
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """A grid of runs: member i has hyperparameters ``{n: hyperparams[n][i]}`` and seed ``seeds[i]``.
+
+    Members are ordered as ``itertools.product(*grid.values(), range(num_seeds))``, so
+    ``reshape(grid_shape)`` of any per-member array gives axes (grid names..., seed).
+    """
+
+    hyperparams: dict
+    seeds: np.ndarray
+    trajectory: Trajectory
+    grid_shape: tuple
+
+    @property
+    def num_members(self) -> int:
+        return int(self.seeds.shape[0])
+
+    def member(self, index: int) -> Trajectory:
+        """The trajectory of one member."""
+        return jax.tree.map(lambda x: x[index], self.trajectory)
+
+    def rows(self) -> list[dict]:
+        """One record per member: hyperparameters, seed, final loss, divergence."""
+        final_loss = np.asarray(self.trajectory.loss[:, -1])
+        diverged_at = np.asarray(self.trajectory.diverged_at)
+        rows = []
+        for i in range(self.num_members):
+            row = {name: float(values[i]) for name, values in self.hyperparams.items()}
+            row.update(seed=int(self.seeds[i]), final_loss=float(final_loss[i]),
+                       diverged_at=int(diverged_at[i]))
+            for name, values in self.trajectory.metrics.items():
+                value = np.asarray(values[i, -1])
+                if value.ndim == 0:
+                    row[f"final_{name}"] = float(value)
+            rows.append(row)
+        return rows
+
+
+# --- placing members on devices ------------------------------------------------------------
+
+MEMBER_AXIS = "members"
+
+
+def _shard_members(trees: tuple, num_members: int, devices: Optional[Sequence[jax.Device]]):
+    """Place arrays with a leading member axis on a 1-d device mesh (no-op on one device)."""
+    devices = list(jax.devices() if devices is None else devices)
+    if len(devices) < 2 or num_members % len(devices):
+        return trees
+    mesh = jax.sharding.Mesh(np.asarray(devices), (MEMBER_AXIS,))
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(MEMBER_AXIS))
+    return tuple(jax.tree.map(lambda x: _put_global(x, sharding), tree) for tree in trees)
+
+
+def _put_global(x: jax.Array, sharding: jax.sharding.Sharding) -> jax.Array:
+    """``x`` (equal on every process) as one array with ``sharding``; each process fills its shards.
+
+    On one host this is ``device_put``; with devices of several processes
+    (``jax.distributed``) each process builds only the shards on its own devices.
+    """
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = _put_global(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    if sharding.is_fully_addressable:
+        return jax.device_put(x, sharding)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def _gather_to_every_process(tree: PyTree) -> PyTree:
+    """Arrays spread over several processes' devices, gathered whole on every process."""
+    if all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(tree)):
+        return tree
+    from jax.experimental import multihost_utils
+
+    return jax.tree.map(jnp.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+# --- the sweep -------------------------------------------------------------------------------
+
+
+def sweep(
+    make_optimizer: Callable[..., optax.GradientTransformation],
+    loss_fn: LossFn,
+    params0: PyTree | Callable[[jax.Array], PyTree],
+    num_steps: int,
+    *,
+    grid: Mapping[str, Sequence[float]],
+    num_seeds: int = 1,
+    key: Optional[jax.Array] = None,
+    batches: Optional[PyTree] = None,
+    noise: Optional[NoiseFn] = None,
+    save_every: int = 1,
+    metrics: Optional[Mapping[str, Metric]] = None,
+    save_params: bool = True,
+    progress: bool = False,
+    devices: Optional[Sequence[jax.Device]] = None,
+    checkpoint: Optional[str] = None,
+) -> SweepResult:
+    """Train every point of ``grid`` × ``num_seeds`` seeds as one ``vmap``-ed program.
+
+    ``make_optimizer(**point)`` builds the optimizer from traced hyperparameter values,
+    e.g. ``lambda learning_rate, beta2: ab.optim.adam(learning_rate, 0.9, beta2)``; it is
+    first called once per point with concrete values, so bad values raise ``ValueError``
+    before anything is compiled. The program compiles once per shape, not per value.
+
+    ``params0`` is shared, or ``params0(key) -> params`` draws each seed's start; seed
+    ``s`` uses key ``fold_in(key, s)`` for its start and its noise.
+
+    With several devices (``devices``, default all of ``jax.devices()``) the members are
+    sharded along a one-axis mesh ``("members",)`` when their number is a multiple of the
+    device count; XLA then runs each device's share in parallel. On several hosts, every
+    process calls ``jax.distributed.initialize()`` and then this function with the same
+    arguments; ``devices=jax.devices()`` (the default) spans all hosts' devices, each process
+    computes its members, and the result is gathered whole on every process.
+    ``checkpoint`` makes a long sweep resumable, as in :func:`~adabias.engine.run` (one host only).
+    """
+    names, values = checks.check_grid(make_optimizer, grid, num_seeds=num_seeds)
+    members = [(point, seed) for point in itertools.product(*values) for seed in range(num_seeds)]
+    dtype = jnp.result_type(float)
+    hyper = {
+        name: jnp.asarray([point[j] for point, _ in members], dtype=dtype)
+        for j, name in enumerate(names)
+    }
+    seeds = np.asarray([seed for _, seed in members])
+    base_key = jax.random.key(0) if key is None else key
+    seed_keys = jax.vmap(lambda s: jax.random.fold_in(base_key, s))(jnp.asarray(seeds))
+    per_member_params = callable(params0)
+    if per_member_params:
+        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
+        start = jax.vmap(params0)(init_keys)
+        example = jax.tree.map(lambda x: x[0], start)
+    else:
+        start, example = params0, params0
+    program = build_program(make_optimizer, loss_fn, example, num_steps, batches=batches,
+                            noise=noise, key=base_key, save_every=save_every, metrics=metrics,
+                            save_params=save_params)
+    host_hyper = {name: np.asarray(values) for name, values in hyper.items()}
+    hyper, seed_keys = _shard_members((hyper, seed_keys), len(members), devices)
+    if per_member_params:
+        (start,) = _shard_members((start,), len(members), devices)
+    trajectory = execute(hyper, start, seed_keys, batches, program=program, vmapped=True,
+                         per_member_params=per_member_params, num_steps=int(num_steps),
+                         progress=progress, checkpoint=checkpoint)
+    trajectory = _gather_to_every_process(trajectory)
+    diverged = int(np.sum(np.asarray(trajectory.diverged_at) >= 0))
+    if diverged:
+        warnings.warn(
+            f"{diverged} of {len(members)} sweep members diverged (non-finite loss, gradient "
+            "or parameters); see SweepResult.trajectory.diverged_at",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    grid_shape = tuple(len(v) for v in values) + (num_seeds,)
+    return SweepResult(
+        hyperparams={name: host_hyper[name] for name in names},
+        seeds=seeds,
+        trajectory=trajectory,
+        grid_shape=grid_shape,
+    )
