@@ -12,35 +12,34 @@ import jax.numpy as jnp  # noqa: E402
 
 import adabias as ab  # noqa: E402
 from adabias import flows  # noqa: E402
-from adabias.experiments import bilinear_common as common  # noqa: E402
-from adabias.experiments import cks_fig2, cks_fig3  # noqa: E402
-from adabias.problems import BILINEAR_START, BILINEAR_X, bilinear_loss  # noqa: E402
+from adabias.experiments import Tiers, cks_fig2, cks_fig3  # noqa: E402
+from adabias.problems import BILINEAR_START, bilinear_loss  # noqa: E402
+from adabias.problems.bilinear import bilinear_one_norm_per_residual  # noqa: E402
 from adabias.report import run_experiments  # noqa: E402
+from adabias.studies import bilinear  # noqa: E402
+from adabias.studies.bilinear import SweepSpec  # noqa: E402
 
 FIXED = {"learning_rate": 1e-2, "beta2": 0.9, "eps": 1e-8}
 STEPS = 400
 
 
 @pytest.fixture(scope="module")
-def outcome():
-    """A two-member β sweep, large h and few steps (the approach ends well before step 400)."""
-    result = common.run_sweep("beta1", [0.8, 0.95], FIXED, STEPS, flow_points=200)
-    common.add_flows([result])
-    return result
+def measured():
+    """A two-member β sweep, large h and few steps (the approach ends well before step 400),
+    and its flow overlay."""
+    sweep = bilinear.run_sweep(SweepSpec("beta1", (0.8, 0.95), FIXED), STEPS)
+    (overlay,) = bilinear.add_flows([sweep], flow_points=200)
+    return sweep, overlay
 
 
-def test_one_norm_per_residual_is_gradient_one_norm_over_x_times_residual():
-    points = jax.random.normal(jax.random.key(3), (7, 2)) * 2.0
-    grads = jax.vmap(jax.grad(bilinear_loss))(points)
-    expected = np.abs(np.asarray(grads)).sum(-1) / (BILINEAR_X * np.abs(common.residual(points)))
-    np.testing.assert_allclose(common.one_norm_per_residual(points), expected, rtol=1e-12)
+@pytest.fixture
+def sweep(measured):
+    return measured[0]
 
 
-def test_sign_flow_limit_lies_on_the_minima_and_keeps_the_start_difference():
-    theta = common.sign_flow_limit()
-    assert theta[0] * theta[1] == pytest.approx(0.75, rel=1e-14)
-    assert theta[1] - theta[0] == pytest.approx(BILINEAR_START[1] - BILINEAR_START[0], rel=1e-14)
-    assert np.all(theta > 0)
+@pytest.fixture
+def overlay(measured):
+    return measured[1]
 
 
 def test_approach_end_matches_a_plain_loop():
@@ -52,28 +51,28 @@ def test_approach_end_matches_a_plain_loop():
         if abs(1.5 - 2 * a * b) <= h * 2 * (abs(a) + abs(b)) / (1 - max(beta1, beta2)):
             expected = n
             break
-    assert common.approach_end(path, h, beta1, beta2) == expected
+    assert bilinear.approach_end(path, h, beta1, beta2) == expected
 
 
-def test_sweep_member_equals_a_single_run(outcome):
+def test_sweep_member_equals_a_single_run(sweep):
     single = ab.run(ab.optim.adam(FIXED["learning_rate"], 0.95, FIXED["beta2"], FIXED["eps"]),
                     bilinear_loss, jnp.asarray(BILINEAR_START), STEPS)
-    np.testing.assert_allclose(outcome.params[1], np.asarray(single.params), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(outcome.loss[1], np.asarray(single.loss), rtol=1e-10, atol=1e-20)
-    window = common.one_norm_per_residual(np.asarray(single.params)[outcome.window_start:])
-    assert outcome.s_mean[1] == pytest.approx(window.mean(), rel=1e-12)
-    assert outcome.s_jitter[1] == pytest.approx(window.max() - window.min(), abs=1e-12)
+    np.testing.assert_allclose(sweep.params[1], np.asarray(single.params), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(sweep.loss[1], np.asarray(single.loss), rtol=1e-10, atol=1e-20)
+    window = bilinear_one_norm_per_residual(np.asarray(single.params)[sweep.window_start:])
+    assert sweep.s_mean[1] == pytest.approx(window.mean(), rel=1e-12)
+    assert sweep.s_jitter[1] == pytest.approx(window.max() - window.min(), abs=1e-12)
 
 
-def test_flow_overlay_matches_an_independent_solve(outcome):
+def test_flow_overlay_matches_an_independent_solve(sweep, overlay):
     i = 1
-    h, beta1 = outcome.learning_rate[i], outcome.beta1[i]
-    duration = outcome.approach_steps[i] * h
+    h, beta1 = sweep.learning_rate[i], sweep.beta1[i]
+    duration = sweep.approach_steps[i] * h
     picks = np.array([0, 50, 120, 200])
     field = flows.adam_full_batch(bilinear_loss, h, beta1, FIXED["beta2"], FIXED["eps"], order=1)
     independent = flows.solve(field, jnp.asarray(BILINEAR_START), duration * picks / 200)
-    np.testing.assert_allclose(outcome.flow[i, picks], np.asarray(independent), rtol=0, atol=1e-8)
-    assert outcome.approach_steps[i] < STEPS
+    np.testing.assert_allclose(overlay.flow[i, picks], np.asarray(independent), rtol=0, atol=1e-8)
+    assert sweep.approach_steps[i] < STEPS
 
 
 def test_order_one_field_with_zero_step_is_the_order_zero_field():
@@ -88,52 +87,56 @@ def test_order_one_field_with_zero_step_is_the_order_zero_field():
     np.testing.assert_allclose(np.asarray(zero), np.asarray(order0), rtol=1e-14, atol=0)
 
 
-def test_flow_error_is_the_sup_over_every_step_of_the_approach(outcome):
+def test_flow_error_is_the_sup_over_every_step_of_the_approach(sweep, overlay):
     i = 0
-    n = outcome.approach_steps[i]
-    times = np.linspace(0, n, outcome.flow_points + 1)
+    n = sweep.approach_steps[i]
+    times = np.linspace(0, n, overlay.flow_points + 1)
     worst = 0.0
     for step in range(n + 1):  # plain loop, linear interpolation by hand
-        k = min(int(np.searchsorted(times, step, side="right")) - 1, outcome.flow_points - 1)
+        k = min(int(np.searchsorted(times, step, side="right")) - 1, overlay.flow_points - 1)
         w = (step - times[k]) / (times[k + 1] - times[k])
-        point = (1 - w) * outcome.flow[i, k] + w * outcome.flow[i, k + 1]
-        worst = max(worst, np.max(np.abs(point - outcome.params[i, step])))
-    assert outcome.flow_error[i] == pytest.approx(worst, rel=1e-12)
+        point = (1 - w) * overlay.flow[i, k] + w * overlay.flow[i, k + 1]
+        worst = max(worst, np.max(np.abs(point - sweep.params[i, step])))
+    assert overlay.flow_error[i] == pytest.approx(worst, rel=1e-12)
 
 
-def test_monotone_decision(outcome):
+def test_monotone_decision(sweep):
     def decide(s_mean, jitter, loss, direction):
-        fake = dataclasses.replace(outcome, s_mean=np.asarray(s_mean), s_jitter=np.asarray(jitter),
-                                   window_max_loss=np.asarray(loss))
-        return common.monotone_decision(fake, direction, 1e-6)
+        fake = sweep._replace(s_mean=np.asarray(s_mean), s_jitter=np.asarray(jitter),
+                              window_max_loss=np.asarray(loss))
+        return bilinear.monotone_decision(fake, direction=direction, loss_tolerance=1e-6)
 
-    held, numbers = decide([1.9, 1.8], [0.01, 0.01], [1e-9, 1e-9], -1)
-    assert held and numbers["monotone"] and numbers["steps_exceed_jitter"]
-    assert not decide([1.9, 1.8], [0.01, 0.01], [1e-9, 1e-9], +1)[0]
-    assert not decide([1.9, 1.8], [0.2, 0.01], [1e-9, 1e-9], -1)[0]  # shift within the jitter
-    assert not decide([1.9, 1.8], [0.01, 0.01], [1e-9, 1e-3], -1)[0]  # not converged
+    held, numbers, note = decide([1.9, 1.8], [0.01, 0.01], [1e-9, 1e-9], -1)
+    assert held and numbers["monotone"] and numbers["steps_exceed_jitter"] and note == ""
+    assert not decide([1.9, 1.8], [0.01, 0.01], [1e-9, 1e-9], +1).held
+    assert not decide([1.9, 1.8], [0.2, 0.01], [1e-9, 1e-9], -1).held  # shift within the jitter
+    assert not decide([1.9, 1.8], [0.01, 0.01], [1e-9, 1e-3], -1).held  # not converged
+    assert "converged" in decide([1.9, 1.8], [0.01, 0.01], [1e-9, 1e-3], -1).note
     with pytest.raises(ValueError, match="direction"):
-        common.monotone_decision(outcome, 0, 1e-6)
+        bilinear.monotone_decision(sweep, direction=0, loss_tolerance=1e-6)
 
 
-def test_bad_arguments_are_rejected():
+def test_bad_arguments_are_rejected(sweep):
     with pytest.raises(ValueError, match="name"):
-        common.run_sweep("eps", [1e-8], FIXED, 10)
+        bilinear.run_sweep(SweepSpec("eps", (1e-8,), FIXED), 10)
     with pytest.raises(ValueError, match="fixed"):
-        common.run_sweep("beta1", [0.9], {"learning_rate": 1e-2}, 10)
+        bilinear.run_sweep(SweepSpec("beta1", (0.9,), {"learning_rate": 1e-2}), 10)
     with pytest.raises(ValueError, match="window_fraction"):
-        common.run_sweep("beta1", [0.9], FIXED, 10, window_fraction=0.0)
+        bilinear.run_sweep(SweepSpec("beta1", (0.9,), FIXED), 10, window_fraction=0.0)
+    with pytest.raises(ValueError, match="flow_points"):
+        bilinear.add_flows([sweep], flow_points=1)
 
 
 def test_figures_2_and_3_run_and_write_their_files(tmp_path):
     tiny = {"num_steps": 400, "flow_points": 200, "landscape_points": 31, "path_every": 50}
-    fig2 = {**cks_fig2.QUICK, **tiny, "learning_rate": 1e-2,
-            "beta_sweep": {"beta2": 0.9, "beta1": [0.8, 0.95]},
-            "rho_sweep": {"beta1": 0.9, "beta2": [0.8, 0.95]}}
-    fig3 = {**cks_fig3.QUICK, **tiny, "learning_rates": [5e-3, 1e-2],
-            "beta_gt_rho": {"beta1": 0.95, "beta2": 0.8}, "rho_gt_beta": {"beta1": 0.8, "beta2": 0.95}}
-    experiments = [dataclasses.replace(cks_fig2.run_entry, quick=fig2),
-                   dataclasses.replace(cks_fig3.run_entry, quick=fig3)]
+    fig2 = dataclasses.replace(cks_fig2.TIERS.quick, **tiny, learning_rate=1e-2,
+                               beta_sweep_beta1=(0.8, 0.95), beta_sweep_beta2=0.9,
+                               rho_sweep_beta1=0.9, rho_sweep_beta2=(0.8, 0.95))
+    fig3 = dataclasses.replace(cks_fig3.TIERS.quick, **tiny, learning_rates=(5e-3, 1e-2),
+                               beta_gt_rho_beta1=0.95, beta_gt_rho_beta2=0.8,
+                               rho_gt_beta_beta1=0.8, rho_gt_beta_beta2=0.95)
+    experiments = [dataclasses.replace(cks_fig2.EXPERIMENT, tiers=Tiers(fig2, fig2, fig2)),
+                   dataclasses.replace(cks_fig3.EXPERIMENT, tiers=Tiers(fig3, fig3, fig3))]
     records = run_experiments(experiments, tmp_path, force=True, progress=False)
     assert [r.status for r in records] == ["ran", "ran"], [r.error for r in records]
     for record, exp in zip(records, experiments):

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import adabias.problems as P  # noqa: E402
+from adabias.problems import bilinear  # noqa: E402
 from adabias.problems import data as data_mod  # noqa: E402
 
 SUBSET = Path("/work/shared/data/cifar-10-subset")
@@ -41,6 +42,27 @@ def test_bilinear_min_point_and_landscape():
     z = P.bilinear_landscape(g1, g2)
     assert z.shape == (3, 5)
     assert float(z[2, 1]) == pytest.approx(float(P.bilinear_loss(jnp.array([g1[1], g2[2]]))))
+    t1 = jnp.linspace(0.5, 3.0, 6)
+    np.testing.assert_allclose(P.bilinear_loss(jnp.stack([t1, bilinear.bilinear_minimum_set(t1)], -1)),
+                               0.0, atol=1e-28)
+
+
+def test_bilinear_one_norm_per_residual_is_gradient_one_norm_over_x_times_residual():
+    points = jax.random.normal(jax.random.key(3), (7, 2)) * 2.0
+    grads = jax.vmap(jax.grad(P.bilinear_loss))(points)
+    residual = bilinear.bilinear_residual(points)
+    np.testing.assert_allclose(P.bilinear_loss(points), 0.5 * residual**2, rtol=1e-14)
+    expected = np.abs(np.asarray(grads)).sum(-1) / (P.BILINEAR_X * np.abs(residual))
+    np.testing.assert_allclose(bilinear.bilinear_one_norm_per_residual(points), expected, rtol=1e-12)
+    cross = P.bilinear_min_one_norm_point()
+    assert float(bilinear.bilinear_one_norm_per_residual(cross)) == pytest.approx(2 * np.sqrt(0.75))
+
+
+def test_bilinear_sign_flow_limit_lies_on_the_minima_and_keeps_the_start_difference():
+    theta = np.asarray(bilinear.bilinear_sign_flow_limit())
+    assert theta[0] * theta[1] == pytest.approx(0.75, rel=1e-14)
+    assert theta[1] - theta[0] == pytest.approx(P.BILINEAR_START[1] - P.BILINEAR_START[0], rel=1e-14)
+    assert np.all(theta > 0)
 
 
 # ---------------------------------------------------------------- diagonal net

@@ -1,11 +1,12 @@
 """CKS Figure 3: on the bilinear model, a larger learning rate moves Adam's limit point towards
 smaller ‖∇E‖₁ when β > ρ and towards larger ‖∇E‖₁ when ρ > β (CKS §5).
 
-Same model, start and measurement as :mod:`adabias.experiments.cks_fig2` (shared code in
-:mod:`adabias.experiments.bilinear_common`): the bias (2.4) is
-(h/2){(1+β)/(1−β) − (1+ρ)/(1−ρ)}∇‖∇E‖₁ for small ε, proportional to h with the sign of
+Same model, start and measurement as Figure 2 (:mod:`adabias.studies.bilinear`): the bias (2.4)
+is (h/2){(1+β)/(1−β) − (1+ρ)/(1−ρ)}∇‖∇E‖₁ for small ε, proportional to h with the sign of
 (1+β)/(1−β) − (1+ρ)/(1−ρ). The two sweeps use mirrored pairs (β, ρ) = (0.97, 0.9) and
-(0.9, 0.97), so the coefficient is ±46.7 in both and only its sign differs.
+(0.9, 0.97), so the coefficient is ±46.7 in both and only its sign differs. The end point is
+measured by s̄ = mean of |θ₁|+|θ₂| = ‖∇E‖₁/(x|r|) over the last 10 % of the steps; the modified
+flow (2.2) is overlaid on each run's approach to the minima.
 
 Every member runs the same number of steps (the step count is static in a sweep): n is chosen
 so that the smallest h reaches T = n·h = 6, about 3.5 time units past its landing; larger h run
@@ -16,35 +17,113 @@ approach time (≈ 2.3).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import NamedTuple
+
 import numpy as np
 
 from adabias._validation import require_x64
-from adabias.experiments import bilinear_common as common
-from adabias.experiments.base import Context, Result, experiment, make_claim
-
-QUICK = {
-    "eps": 1e-8,
-    "num_steps": 12000,
-    "learning_rates": [5e-4, 1e-3, 2e-3, 4e-3],
-    "beta_gt_rho": {"beta1": 0.97, "beta2": 0.9},
-    "rho_gt_beta": {"beta1": 0.9, "beta2": 0.97},
-    "window_fraction": 0.1,
-    "loss_tolerance": 1e-6,
-    "flow_points": 2000,
-    "landscape_points": 121,
-    "path_every": 20,
-}
-FULL = {
-    **QUICK,
-    "learning_rates": [float(h) for h in np.geomspace(5e-4, 4e-3, 7)],
-    "landscape_points": 401,
-    "path_every": 5,
-}
+from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
+from adabias.plot import SYMBOLS
+from adabias.plot.trajectories import sweep_figure
+from adabias.studies import bilinear
+from adabias.studies.bilinear import FlowOverlay, Sweep, SweepSpec
 
 
-@experiment(
+@dataclasses.dataclass(frozen=True)
+class Fig3Settings:
+    eps: float = 1e-8  # ε, both sweeps
+    num_steps: int = 12000  # steps of every run (T = n·h = 6 for the smallest h)
+    learning_rates: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 4e-3)  # h values of both sweeps
+    beta_gt_rho_beta1: float = 0.97  # β of the β > ρ sweep
+    beta_gt_rho_beta2: float = 0.9  # ρ of the β > ρ sweep
+    rho_gt_beta_beta1: float = 0.9  # β of the ρ > β sweep
+    rho_gt_beta_beta2: float = 0.97  # ρ of the ρ > β sweep
+    window_fraction: float = 0.1  # end window of the measure s̄: this fraction of the steps
+    loss_tolerance: float = 1e-6  # a run converged: loss ≤ this over the end window
+    flow_points: int = 2000  # save points of each modified flow on its approach
+    landscape_points: int = 121  # contour grid per axis
+    path_every: int = 20  # step stride of the paths tables
+
+    def sweeps(self) -> tuple[SweepSpec, SweepSpec]:
+        """The h sweep with β > ρ and the h sweep with ρ > β."""
+        return tuple(SweepSpec("learning_rate", self.learning_rates,
+                               {"eps": self.eps, "beta1": beta1, "beta2": beta2})
+                     for beta1, beta2 in ((self.beta_gt_rho_beta1, self.beta_gt_rho_beta2),
+                                          (self.rho_gt_beta_beta1, self.rho_gt_beta_beta2)))
+
+
+FULL = Fig3Settings(
+    learning_rates=tuple(float(h) for h in np.geomspace(5e-4, 4e-3, 7)),
+    landscape_points=401,
+    path_every=5,
+)
+TIERS = Tiers(quick=Fig3Settings(), medium=FULL, full=FULL)
+
+
+class Fig3Record(NamedTuple):
+    beta_gt_rho: Sweep  # the h sweep with β > ρ
+    rho_gt_beta: Sweep  # the h sweep with ρ > β
+    beta_gt_rho_flows: FlowOverlay  # the modified flows of the β > ρ sweep on the approach
+    rho_gt_beta_flows: FlowOverlay
+
+
+def measure(settings: Fig3Settings, context: Context) -> Fig3Record:
+    require_x64("cks.fig3")
+    up, down = (bilinear.run_sweep(spec, settings.num_steps, window_fraction=settings.window_fraction,
+                                   progress=context.progress) for spec in settings.sweeps())
+    up_flows, down_flows = bilinear.add_flows([up, down], flow_points=settings.flow_points)
+    return Fig3Record(up, down, up_flows, down_flows)
+
+
+def decide(settings: Fig3Settings, record: Fig3Record) -> Decision:
+    up, down = record.beta_gt_rho, record.rho_gt_beta
+    verdicts = [Verdict(claim_id, *bilinear.monotone_decision(sweep, direction=direction,
+                                                               loss_tolerance=settings.loss_tolerance))
+                for claim_id, sweep, direction in (("cks.fig3.beta_gt_rho", up, -1),
+                                                   ("cks.fig3.rho_gt_beta", down, +1))]
+    hs = np.asarray(settings.learning_rates)
+    notes = [
+        f"Bias-corrected Adam (ε inside the root), ε = {settings.eps:g}, {settings.num_steps} "
+        f"steps for every h (T = n·h from {settings.num_steps * hs.min():g} to "
+        f"{settings.num_steps * hs.max():g}), start (2.8, 3.5); each sweep is one ab.sweep over "
+        "the learning rate (traced).",
+        "End-point measure s̄ = mean of |θ₁|+|θ₂| = ‖∇E‖₁/(x|r|) over the last "
+        f"{settings.window_fraction:.0%} of steps; 2√¾ = 1.732 at the cross. Final losses: "
+        f"β > ρ {bilinear.final_losses(up)}, ρ > β {bilinear.final_losses(down)}.",
+        bilinear.flow_note(up, record.beta_gt_rho_flows, SYMBOLS),
+        bilinear.flow_note(down, record.rho_gt_beta_flows, SYMBOLS),
+        "The flow (dashed) is drawn and compared on the approach only, up to the first step with "
+        "|r| ≤ h·x·(|θ₁|+|θ₂|)/(1 − max(β, ρ)); at the landing the EMA memory spans the arrival, "
+        "∇E → 0 and the expansion does not apply (the iterates then oscillate about the minima).",
+    ]
+    return Decision(verdicts=verdicts, notes=notes)
+
+
+def plot(settings: Fig3Settings, record: Fig3Record) -> dict:
+    up, down = record.beta_gt_rho, record.rho_gt_beta
+    figure = sweep_figure(
+        [up, down], [record.beta_gt_rho_flows, record.rho_gt_beta_flows],
+        [f"h sweep, β > ρ: {bilinear.describe(up.fixed, SYMBOLS)}",
+         f"h sweep, ρ > β: {bilinear.describe(down.fixed, SYMBOLS)}"],
+        landscape_points=settings.landscape_points,
+        suptitle="CKS Figure 3: larger h → smaller ‖∇E‖₁ (towards ×) if β > ρ, larger if ρ > β "
+                 f"({settings.num_steps} steps each)",
+    )
+    return {"trajectories": figure}
+
+
+def tables(settings: Fig3Settings, record: Fig3Record) -> dict:
+    up, down = record.beta_gt_rho, record.rho_gt_beta
+    return {"beta_gt_rho": bilinear.sweep_table(up, record.beta_gt_rho_flows),
+            "rho_gt_beta": bilinear.sweep_table(down, record.rho_gt_beta_flows),
+            "beta_gt_rho_paths": bilinear.paths_table(up, settings.path_every),
+            "rho_gt_beta_paths": bilinear.paths_table(down, settings.path_every)}
+
+
+EXPERIMENT = Experiment(
     id="cks.fig3", paper="CKS", title="Figure 3: Adam on the bilinear model, learning-rate sweeps",
-    quick=QUICK, full=FULL,
+    tiers=TIERS,
     claims={
         "cks.fig3.beta_gt_rho": "With β > ρ a larger learning rate moves Adam's limit point "
             "towards smaller ‖∇E‖₁ (closer to the cross): s̄ = mean |θ₁|+|θ₂| over the last 10 % "
@@ -54,51 +133,5 @@ FULL = {
             "towards larger ‖∇E‖₁ (away from the cross): s̄ strictly increases along the h "
             "sweep, each step larger than the end-point jitter, every run converged.",
     },
+    measure=measure, decide=decide, plot=plot, tables=tables,
 )
-def run(settings: dict, context: Context) -> Result:
-    require_x64("cks.fig3")
-    options = {"window_fraction": settings["window_fraction"], "flow_points": settings["flow_points"],
-               "progress": context.progress}
-    outcomes = {}
-    for key in ("beta_gt_rho", "rho_gt_beta"):
-        fixed = {"eps": settings["eps"], **settings[key]}
-        outcomes[key] = common.run_sweep("learning_rate", settings["learning_rates"], fixed,
-                                         settings["num_steps"], **options)
-    common.add_flows(list(outcomes.values()))
-    up, down = outcomes["beta_gt_rho"], outcomes["rho_gt_beta"]
-
-    figure = common.sweep_figure(
-        [up, down],
-        [f"h sweep, β > ρ: {up.setting_text()}", f"h sweep, ρ > β: {down.setting_text()}"],
-        landscape_points=settings["landscape_points"],
-        suptitle="CKS Figure 3: larger h → smaller ‖∇E‖₁ (towards ×) if β > ρ, larger if ρ > β "
-                 f"({settings['num_steps']} steps each)",
-    )
-
-    exp = run_entry
-    claims = []
-    for claim_id, outcome, direction in (("cks.fig3.beta_gt_rho", up, -1), ("cks.fig3.rho_gt_beta", down, +1)):
-        held, numbers = common.monotone_decision(outcome, direction, settings["loss_tolerance"])
-        claims.append(make_claim(exp, claim_id, held, numbers, settings))
-    hs = np.asarray(settings["learning_rates"])
-    notes = [
-        f"Bias-corrected Adam (ε inside the root), ε = {settings['eps']:g}, {settings['num_steps']} "
-        f"steps for every h (T = n·h from {settings['num_steps'] * hs.min():g} to "
-        f"{settings['num_steps'] * hs.max():g}), start (2.8, 3.5); each sweep is one ab.sweep over "
-        "the learning rate (traced).",
-        "End-point measure s̄ = mean of |θ₁|+|θ₂| = ‖∇E‖₁/(x|r|) over the last "
-        f"{settings['window_fraction']:.0%} of steps; 2√¾ = 1.732 at the cross. Final losses: "
-        f"β > ρ {[f'{v:.1e}' for v in up.loss[:, -1]]}, ρ > β {[f'{v:.1e}' for v in down.loss[:, -1]]}.",
-        common.flow_note(up),
-        common.flow_note(down),
-        "The flow (dashed) is drawn and compared on the approach only, up to the first step with "
-        "|r| ≤ h·x·(|θ₁|+|θ₂|)/(1 − max(β, ρ)); at the landing the EMA memory spans the arrival, "
-        "∇E → 0 and the expansion does not apply (the iterates then oscillate about the minima).",
-    ]
-    data = {"beta_gt_rho": up.table(), "rho_gt_beta": down.table(),
-            "beta_gt_rho_paths": up.paths(settings["path_every"]),
-            "rho_gt_beta_paths": down.paths(settings["path_every"])}
-    return Result(figures={"trajectories": figure}, data=data, claims=claims, notes=notes)
-
-
-run_entry = run

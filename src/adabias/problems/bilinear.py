@@ -1,12 +1,20 @@
-"""CKS bilinear model E(θ) = ½ (y − θ₁θ₂x)².
+"""CKS bilinear model E(θ) = ½ (y − θ₁θ₂x)² (CKS §5, Figures 2 and 3).
 
 The minimisers form the hyperbola θ₁θ₂ = y/x. The paper's default is x = 2, y = 1.5 and the start
-θ₀ = (2.8, 3.5).
+θ₀ = (2.8, 3.5). With residual r = y − θ₁θ₂x the gradient is ∇E = −r·x·(θ₂, θ₁), so
+
+    ‖∇E‖₁ = x·|r|·(|θ₁| + |θ₂|):
+
+at a given loss the one-norm of the gradient is ordered by s(θ) = |θ₁| + |θ₂|, which on the
+hyperbola is smallest at the cross (√(y/x), √(y/x)), s = 2√(y/x).
 """
 
 from __future__ import annotations
 
+import math
+
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -17,6 +25,10 @@ __all__ = [
     "bilinear_landscape",
     "bilinear_loss",
     "bilinear_min_one_norm_point",
+    "bilinear_minimum_set",
+    "bilinear_one_norm_per_residual",
+    "bilinear_residual",
+    "bilinear_sign_flow_limit",
 ]
 
 BILINEAR_X: float = 2.0
@@ -33,6 +45,36 @@ def bilinear_loss(params: ArrayLike, x: float = BILINEAR_X, y: float = BILINEAR_
     theta = jnp.asarray(params)
     residual = y - theta[..., 0] * theta[..., 1] * x
     return 0.5 * residual**2
+
+
+def bilinear_residual(params: ArrayLike, x: float = BILINEAR_X, y: float = BILINEAR_Y):
+    """r = y − θ₁θ₂x for ``params`` of shape (..., 2), a NumPy or JAX array (the result is
+    of the same kind)."""
+    return y - params[..., 0] * params[..., 1] * x
+
+
+def bilinear_one_norm_per_residual(params: ArrayLike):
+    """s(θ) = |θ₁| + |θ₂| = ‖∇E(θ)‖₁/(x|r|) for ``params`` of shape (..., 2), a NumPy or JAX
+    array (the result is of the same kind)."""
+    return abs(params[..., 0]) + abs(params[..., 1])
+
+
+def bilinear_minimum_set(theta_1: ArrayLike, x: float = BILINEAR_X, y: float = BILINEAR_Y):
+    """θ₂ = y/(x·θ₁): the minimum set θ₁θ₂ = y/x as a graph over θ₁ ≠ 0 (NumPy or JAX)."""
+    return y / x / theta_1
+
+
+def bilinear_sign_flow_limit(start: tuple[float, float] = BILINEAR_START, x: float = BILINEAR_X,
+                             y: float = BILINEAR_Y) -> np.ndarray:
+    """Where ε-signGD (order 0, ε → 0) from ``start`` meets the minimum set.
+
+    While both gradient entries are large against √ε, θ̇ = −sign(∇E) = −(1, 1) (for θ₁θ₂ > y/x,
+    θ > 0), so θ₂ − θ₁ = d is conserved: θ₁(θ₁ + d) = y/x, θ₁ = (−d + √(d² + 4y/x))/2.
+    """
+    d = start[1] - start[0]
+    c = y / x
+    theta_1 = (-d + math.sqrt(d * d + 4 * c)) / 2
+    return np.array([theta_1, theta_1 + d])
 
 
 def bilinear_min_one_norm_point(x: float = BILINEAR_X, y: float = BILINEAR_Y) -> Array:
