@@ -150,8 +150,9 @@ def measure_along(batch: dict, zetas, *, loss_fn: Callable, measure: Callable) -
 def coupled_field(loss_fn: Callable, batch: dict, alpha: float, settings: dict) -> Callable:
     """The coupled (v, ζ) slow ODE of Adam (V = diag, S = 1/(√v + ε)); c = (1−β₂)/η² for every η."""
     rate = settings["learning_rates"][0]
-    return flows.label_noise_slow(loss_fn, batch, alpha=alpha, V=diagonal, S=inverse_root(settings["eps"]),
-                                  beta2=1.0 - settings["c"] * rate**2, learning_rate=rate)
+    beta2 = 1.0 - settings["c"] * rate**2
+    return flows.label_noise_slow_agm(loss_fn, batch, alpha=alpha, V=diagonal, S=inverse_root(settings["eps"]),
+                                      c=(1.0 - beta2) / rate**2)
 
 
 def slowest_rate(field: Callable, loss_fn: Callable, batch: dict, state: dict, step: float = 1e-6) -> float:
@@ -164,11 +165,11 @@ def slowest_rate(field: Callable, loss_fn: Callable, batch: dict, state: dict, s
     derivative.
     """
     x, unravel = ravel_pytree(state)
-    flat_field = jax.jit(lambda y: ravel_pytree(field(unravel(y)))[0])
-    projector = np.asarray(flows.tangent_projector(loss_fn, batch, state["zeta"]))
+    flat_field = jax.jit(lambda y: ravel_pytree(field(0.0, unravel(y)))[0])
+    projector = np.asarray(flows.tangent_projector(loss_fn, batch, state.zeta))
     eigenvalues, eigenvectors = np.linalg.eigh(projector)
     tangent = eigenvectors[:, eigenvalues > 0.5]
-    p = tangent.shape[0]  # ravel order: "v" then "zeta", each p entries
+    p = tangent.shape[0]  # ravel order: v then zeta, each p entries
     basis = np.zeros((2 * p, p + tangent.shape[1]))
     basis[:p, :p] = np.eye(p)
     basis[p:, p:] = tangent
@@ -221,7 +222,8 @@ def _solve_and_track(loss_fn, batch, zeta0, alpha, settings, ts, key, progress):
     """ζ(t), v(t) of the slow ODE at ``ts`` and the tracking rows at t = T (one of ``ts``)."""
     v0 = flows.quasi_static_v(loss_fn, batch, zeta0, alpha=alpha, V=diagonal)
     field = coupled_field(loss_fn, batch, alpha, settings)
-    path = flows.solve(jax.jit(field), {"v": v0, "zeta": zeta0}, jnp.asarray(ts), rtol=1e-9, atol=1e-11)
+    path = flows.solve(jax.jit(field), flows.SlowAGMState(v=v0, zeta=zeta0), jnp.asarray(ts), rtol=1e-9, atol=1e-11)
+    path = {"v": path.v, "zeta": path.zeta}
     at = int(np.flatnonzero(np.isclose(ts, settings["horizon"]))[0])
     zeta_t = jax.tree.map(lambda a: a[at], path["zeta"])
     s_t = inverse_root(settings["eps"])(jax.tree.map(lambda a: a[at], path["v"]))
@@ -290,8 +292,8 @@ def run(settings: dict, context: Context) -> Result:
                                                   loss_fn=sinh_regression_loss, measure=sinh_regression_measure))
     sinh_measure, sinh_gradient, mu_star, star_gradient = values[:-1], norms[:-1], float(values[-1]), float(norms[-1])
     sinh_distance = np.linalg.norm(np.asarray(sinh_path["zeta"]) - np.asarray(theta_star), axis=1)
-    fixed_point = {"v": flows.quasi_static_v(sinh_regression_loss, sinh_batch, theta_star, alpha=sinh_alpha,
-                                             V=diagonal), "zeta": theta_star}
+    fixed_point = flows.SlowAGMState(v=flows.quasi_static_v(sinh_regression_loss, sinh_batch, theta_star,
+                                                            alpha=sinh_alpha, V=diagonal), zeta=theta_star)
     linear_rate = slowest_rate(sinh_field, sinh_regression_loss, sinh_batch, fixed_point)
     late = sinh_ts >= sinh_ts[-1] / 2
     observed_rate = float(-np.polyfit(sinh_ts[late], np.log(sinh_gradient[late]), 1)[0])
