@@ -2,8 +2,10 @@
 
 Independent references: dense Hessians (jax.hessian) with the block statistics applied in
 NumPy, jax.grad for the hand-written gradient of the NumPy AGM loop, values of the effective
-support known by hand, and the AGM recursion written out for the started optimizer.
+support known by hand, and the slow-ODE tracking numbers written out by hand.
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,9 @@ from adabias import measures  # noqa: E402
 from adabias.experiments import base, lwl_adame, lwl_sharpness, lwl_slow_ode, lwl_table1  # noqa: E402
 from adabias.optim import agm, block_mean, diagonal, inverse_root, leaf_mean  # noqa: E402
 from adabias.problems import diagonal_net_loss  # noqa: E402
+from adabias.problems import (sinh_regression_hessian_diag_on_manifold, sinh_regression_loss,  # noqa: E402
+                              sinh_regression_measure, sinh_regression_min_measure_point)
+from adabias.studies import slow_ode  # noqa: E402
 
 D, N = 5, 3
 
@@ -137,18 +142,6 @@ def test_effective_support_and_first_index_below():
     np.testing.assert_allclose(lwl_adame.matched_learning_rate(0.75, 0.004, 0.05), 0.004 * 0.05**0.25)
 
 
-def test_started_agm_uses_the_given_statistic():
-    params, batch = manifold_point(4)
-    grads = jax.grad(diagonal_net_loss)(jax.tree.map(lambda a: a + 0.1, params), batch)
-    v0 = jax.tree.map(lambda a: 0.3 + a**2, params)
-    lr, b1, b2, eps = 0.05, 0.9, 0.99, 1e-8
-    optimizer = lwl_slow_ode.started_at(agm(lr, b1, b2, diagonal, inverse_root(eps)), v0)
-    updates, _ = optimizer.update(grads, optimizer.init(params), params)
-    g, v = ravel_pytree(grads)[0], ravel_pytree(v0)[0]
-    expected = -lr * (1 - b1) * g / (np.sqrt(b2 * v + (1 - b2) * g**2) + eps)
-    np.testing.assert_allclose(ravel_pytree(updates)[0], expected, rtol=1e-12)
-
-
 def test_adame_experiment_on_tiny_settings_decides_its_claims():
     settings = dict(lwl_adame.QUICK, num_steps=400, save_every=100, num_seeds=1, last_records=2)
     result = lwl_adame.run_entry.run(settings, base.Context(progress=False))
@@ -161,14 +154,26 @@ def test_adame_experiment_on_tiny_settings_decides_its_claims():
 
 @pytest.mark.slow
 def test_slow_ode_experiment_on_tiny_settings_decides_its_claims():
-    settings = dict(lwl_slow_ode.QUICK, learning_rates=[0.04, 0.02], num_seeds=16, horizon=0.04,
-                    ode_horizon=0.08, ode_points=5, sinh_ode_horizon=2.0, sinh_ode_points=5)
-    result = lwl_slow_ode.run_entry.run(settings, base.Context(progress=False))
-    base.check_result(lwl_slow_ode.run_entry, result)
+    settings = dataclasses.replace(lwl_slow_ode.QUICK, learning_rates=(0.04, 0.02), num_seeds=16, horizon=0.04,
+                                   ode_horizon=0.08, ode_points=5, sinh_ode_horizon=2.0, sinh_ode_points=5)
+    result = lwl_slow_ode.EXPERIMENT.run(settings, base.Context(progress=False))
+    base.check_result(lwl_slow_ode.EXPERIMENT, result)
     assert len(result.data["tracking"]["distance"]) == 2
     assert len(result.data["sinh_tracking"]["distance"]) == 2
     sinh_ode = result.data["sinh_ode"]
     assert len(sinh_ode["t"]) == 6 and np.all(np.diff(sinh_ode["root_diag_trace"]) < 0)  # 5 points and T
+
+
+def test_tracking_numbers_by_hand():
+    # ζ₀ = 0, ζ(T) = (1, 0); two η with the end points on Γ of two seeds each
+    zeta0, zeta_t = {"a": jnp.zeros(2)}, {"a": jnp.array([1.0, 0.0])}
+    ends = [{"a": jnp.array([[1.0, 1.0], [1.0, -1.0]])}, {"a": jnp.array([[0.5, 0.0], [0.5, 0.0]])}]
+    tracking = slow_ode.tracking(zeta0, zeta_t, ends, learning_rates=(0.1, 0.05), horizon=0.02)
+    np.testing.assert_array_equal(tracking.steps, [2, 8])  # K = T/η²
+    np.testing.assert_allclose(tracking.distance, [0.0, 0.5])
+    np.testing.assert_allclose(tracking.standard_error, [1.0 / np.sqrt(2), 0.0])  # ‖std‖/√seeds
+    np.testing.assert_allclose(tracking.drift_ratio, [1.0, 0.5])
+    assert tracking.ode_displacement == 1.0
 
 
 def sinh_manifold_point(seed: int, n: int = N):
@@ -182,19 +187,24 @@ def sinh_manifold_point(seed: int, n: int = N):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sinh_regression_hessian_diag_on_manifold_against_dense_hessian(seed):
     theta, batch = sinh_manifold_point(seed)
-    dense = np.diag(np.asarray(jax.hessian(lwl_slow_ode.sinh_regression_loss)(theta, batch)))
-    np.testing.assert_allclose(lwl_slow_ode.sinh_regression_hessian_diag_on_manifold(theta, batch["z"]), dense,
+    dense = np.diag(np.asarray(jax.hessian(sinh_regression_loss)(theta, batch)))
+    np.testing.assert_allclose(sinh_regression_hessian_diag_on_manifold(theta, batch["z"]), dense,
                                rtol=1e-12)
-    np.testing.assert_allclose(lwl_slow_ode.sinh_regression_measure(theta, batch["z"]), np.sum(np.sqrt(dense)),
+    np.testing.assert_allclose(sinh_regression_measure(theta, batch["z"]), np.sum(np.sqrt(dense)),
                                rtol=1e-12)
     # and the library's HVP path (the measure Adam's slow ODE reduces)
-    np.testing.assert_allclose(measures.diag_power_trace(lwl_slow_ode.sinh_regression_loss, theta, batch, power=0.5),
+    np.testing.assert_allclose(measures.diag_power_trace(sinh_regression_loss, theta, batch, power=0.5),
                                np.sum(np.sqrt(dense)), rtol=1e-10)
+
+
+def batch_measure(theta, batch):
+    """μ(θ, batch) as ``studies.slow_ode`` takes it."""
+    return sinh_regression_measure(theta, batch["z"])
 
 
 def lagrange_residual(theta, batch) -> float:
     """‖∇μ(θ) − Jᵀλ‖ for the least-squares λ, J = ∂(Z sinh θ)/∂θ by autodiff: 0 at a stationary point on Γ."""
-    gradient = np.asarray(jax.grad(lwl_slow_ode.sinh_regression_measure)(theta, batch["z"]))
+    gradient = np.asarray(jax.grad(sinh_regression_measure)(theta, batch["z"]))
     jacobian = np.asarray(jax.jacobian(lambda t: batch["z"] @ jnp.sinh(t))(theta))
     multipliers = np.linalg.lstsq(jacobian.T, gradient, rcond=None)[0]
     return float(np.linalg.norm(gradient - jacobian.T @ multipliers))
@@ -203,7 +213,7 @@ def lagrange_residual(theta, batch) -> float:
 @pytest.mark.parametrize("seed", [3, 4])
 def test_sinh_regression_minimizer_satisfies_the_lagrange_condition(seed):
     theta, batch = sinh_manifold_point(seed, n=2)
-    star = lwl_slow_ode.sinh_regression_min_measure_point(batch["z"], batch["y"])
+    star = sinh_regression_min_measure_point(batch["z"], batch["y"])
     z = np.asarray(batch["z"])
     np.testing.assert_allclose(z @ np.sinh(np.asarray(star)), batch["y"], atol=1e-12)  # on Γ
     assert lagrange_residual(star, batch) < 1e-10
@@ -211,11 +221,10 @@ def test_sinh_regression_minimizer_satisfies_the_lagrange_condition(seed):
     # a minimum: μ is larger at other points of Γ, w = w* + (null-space direction), θ = arsinh w
     null = np.linalg.svd(z)[2][z.shape[0]:].T
     others = np.sinh(np.asarray(star))[None] + np.random.default_rng(seed).normal(size=(50, null.shape[1])) @ null.T
-    mu = lambda t: float(lwl_slow_ode.sinh_regression_measure(jnp.asarray(t), batch["z"]))
+    mu = lambda t: float(sinh_regression_measure(jnp.asarray(t), batch["z"]))
     assert min(mu(np.arcsinh(w)) for w in others) > mu(star)
     # the projected gradient of the experiment vanishes there and not at θ
-    projected = lambda t: float(lwl_slow_ode.projected_measure_gradient(
-        batch, t, loss_fn=lwl_slow_ode.sinh_regression_loss, measure=lwl_slow_ode.sinh_regression_measure))
+    projected = lambda t: float(slow_ode.projected_measure_gradient(sinh_regression_loss, batch_measure, batch, t))
     assert projected(star) < 1e-10 and projected(theta) > 1e-3
 
 
@@ -223,21 +232,19 @@ def test_sinh_regression_minimizer_for_one_sample_is_the_closed_form():
     # n = 1: a_j = |z_j| and the Lagrange condition gives |w_j| equal for all j, so w* = sign(z)·y/‖z‖₁
     z = jnp.asarray([[0.5, -2.0, 1.5, 0.25, -1.0]])
     for y in (0.7, -3.0):
-        star = lwl_slow_ode.sinh_regression_min_measure_point(z, jnp.asarray([y]))
+        star = sinh_regression_min_measure_point(z, jnp.asarray([y]))
         np.testing.assert_allclose(np.sinh(np.asarray(star)), np.sign(z[0]) * y / np.sum(np.abs(z)), rtol=1e-10)
     with pytest.raises(ValueError, match="z must be"):
-        lwl_slow_ode.sinh_regression_min_measure_point(z.T, jnp.ones(5))
+        sinh_regression_min_measure_point(z.T, jnp.ones(5))
 
 
 def test_projected_measure_gradient_is_the_jacobian_projection():
     theta, batch = sinh_manifold_point(7)
-    gradient = np.asarray(jax.grad(lwl_slow_ode.sinh_regression_measure)(theta, batch["z"]))
+    gradient = np.asarray(jax.grad(sinh_regression_measure)(theta, batch["z"]))
     jacobian = np.asarray(jax.jacobian(lambda t: batch["z"] @ jnp.sinh(t))(theta))
     tangent = np.eye(D) - np.linalg.pinv(jacobian) @ jacobian  # I − J⁺J: orthogonal projector onto null J
-    got = lwl_slow_ode.projected_measure_gradient(batch, theta, loss_fn=lwl_slow_ode.sinh_regression_loss,
-                                                  measure=lwl_slow_ode.sinh_regression_measure)
+    got = slow_ode.projected_measure_gradient(sinh_regression_loss, batch_measure, batch, theta)
     np.testing.assert_allclose(got, np.linalg.norm(tangent @ gradient), rtol=1e-8)
-    values, norms = lwl_slow_ode.measure_along(batch, theta[None], loss_fn=lwl_slow_ode.sinh_regression_loss,
-                                               measure=lwl_slow_ode.sinh_regression_measure)
+    values, norms = slow_ode.measure_along(sinh_regression_loss, batch_measure, batch, theta[None])
     np.testing.assert_allclose([values[0], norms[0]],
-                               [lwl_slow_ode.sinh_regression_measure(theta, batch["z"]), got], rtol=1e-12)
+                               [sinh_regression_measure(theta, batch["z"]), got], rtol=1e-12)

@@ -15,9 +15,12 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from adabias.flows.label_noise import (
+    SlowAGMState,
     hessian_trace_semigradient,
     label_noise_alpha,
-    label_noise_slow,
+    label_noise_slow_agm,
+    label_noise_slow_agm_quasi_static,
+    label_noise_slow_sgd,
     project_to_manifold,
     quasi_static_v,
     tangent_projector,
@@ -134,12 +137,13 @@ def test_projectors_project_onto_the_tangent_space(zeta0):
 
 
 def test_sgd_drift_is_the_closed_form_and_reduces_trace_h(zeta0):
-    field = label_noise_slow(loss, BATCH, alpha=ALPHA)
+    field = label_noise_slow_sgd(loss, BATCH, alpha=ALPHA)
     theta = flat(zeta0)
     tangent = np.eye(theta.size) - np.linalg.pinv(jacobian(zeta0)) @ jacobian(zeta0)
-    np.testing.assert_allclose(flat(field(zeta0)), -2 * ALPHA * tangent @ theta, rtol=1e-10, atol=1e-13)
-    with_jacobian = label_noise_slow(loss, BATCH, alpha=ALPHA, residual_fn=residual)
-    np.testing.assert_allclose(flat(with_jacobian(zeta0)), flat(field(zeta0)), atol=1e-11)
+    np.testing.assert_allclose(flat(field(0.0, zeta0)), -2 * ALPHA * tangent @ theta, rtol=1e-10, atol=1e-13)
+    with_jacobian = label_noise_slow_sgd(loss, BATCH, alpha=ALPHA, residual_fn=residual)
+    np.testing.assert_allclose(flat(with_jacobian(0.0, zeta0)), flat(field(0.0, zeta0)), atol=1e-11)
+    np.testing.assert_array_equal(flat(field(0.3, zeta0, None)), flat(field(0.0, zeta0)))  # diffrax's f(t, y, args)
 
     path = solve(jax.jit(field), zeta0, jnp.linspace(0.0, 1.0, 11), rtol=1e-9, atol=1e-11)
     trace_h = 4 * np.asarray(jnp.sum(path["u"] ** 2 + path["v"] ** 2, axis=1))
@@ -152,7 +156,7 @@ def test_sgd_drift_is_the_closed_form_and_reduces_trace_h(zeta0):
 
 def test_adam_slow_flow_reduces_the_root_diag_trace(zeta0):
     precondition = inverse_root(1e-8)
-    field = jax.jit(label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal, S=precondition))
+    field = jax.jit(label_noise_slow_agm_quasi_static(loss, BATCH, alpha=ALPHA, V=diagonal, S=precondition))
     path = solve(field, zeta0, jnp.linspace(0.0, 0.08, 9), rtol=1e-9, atol=1e-11)
     diag_h = np.array([np.diag(dense_hessian(jax.tree.map(lambda a: a[i], path))) for i in range(9)])
     root_trace = np.sqrt(diag_h).sum(axis=1)
@@ -162,33 +166,38 @@ def test_adam_slow_flow_reduces_the_root_diag_trace(zeta0):
     # the quasi-static field is the coupled field at v = V(Σ(ζ)), where dv = 0
     v0 = quasi_static_v(loss, BATCH, zeta0, alpha=ALPHA, V=diagonal)
     np.testing.assert_allclose(flat(v0), ALPHA * 4 * flat(zeta0) ** 2, rtol=1e-10)
-    coupled = label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal, S=precondition,
-                               beta2=0.999, learning_rate=0.01)
-    rates = coupled({"v": v0, "zeta": zeta0})
-    np.testing.assert_allclose(flat(rates["v"]), 0.0, atol=1e-10)
-    np.testing.assert_allclose(flat(rates["zeta"]), flat(field(zeta0)), rtol=1e-10)
+    coupled = label_noise_slow_agm(loss, BATCH, alpha=ALPHA, V=diagonal, S=precondition,
+                                   c=(1 - 0.999) / 0.01**2)
+    rates = coupled(0.0, SlowAGMState(v=v0, zeta=zeta0))
+    np.testing.assert_allclose(flat(rates.v), 0.0, atol=1e-10)
+    np.testing.assert_allclose(flat(rates.zeta), flat(field(0.0, zeta0)), rtol=1e-10)
 
 
 def test_agm_drift_is_minus_grad_of_its_measure_in_the_s_metric(zeta0):
     # AdamE-λ: with S = 1/v^λ, S·∇³L[S] ∝ S ∇ tr(Diag(H)^{1−λ}); the drift is −(α/4)P_S of it
     lam = 0.25
-    field = label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_power(lam, 1e-12))
+    field = label_noise_slow_agm_quasi_static(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_power(lam, 1e-12))
     x, unravel = ravel_pytree(zeta0)
     diag_h = lambda y: jnp.diag(dense_hessian(unravel(y)))
     s = np.asarray((ALPHA * diag_h(x)) ** -lam)
     measure_grad = np.asarray(jax.grad(lambda y: jnp.sum(diag_h(y) ** (1 - lam)))(x))
     projector = np.asarray(tangent_projector(loss, BATCH, zeta0, unravel(jnp.asarray(s))))
     expected = -(ALPHA / 4) * ALPHA**-lam / (1 - lam) * projector @ (s * measure_grad)
-    np.testing.assert_allclose(flat(field(zeta0)), expected, rtol=1e-8)
+    np.testing.assert_allclose(flat(field(0.0, zeta0)), expected, rtol=1e-8)
 
 
 def test_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="both V and S"):
-        label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal)
-    with pytest.raises(ValueError, match="beta2"):
-        label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(1e-8), beta2=0.9)
+    # an AGM's field needs both V and S (and the coupled one c): each constructor names its inputs
+    with pytest.raises(TypeError, match="S"):
+        label_noise_slow_agm_quasi_static(loss, BATCH, alpha=ALPHA, V=diagonal)
+    with pytest.raises(TypeError, match="c"):
+        label_noise_slow_agm(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(1e-8))
+    with pytest.raises(ValueError, match="c"):
+        label_noise_slow_agm(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(1e-8), c=0.0)
     with pytest.raises(ValueError, match="alpha"):
-        label_noise_slow(loss, BATCH, alpha=-1.0)
+        label_noise_slow_sgd(loss, BATCH, alpha=-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        label_noise_slow_agm(loss, BATCH, alpha=0.0, V=diagonal, S=inverse_root(1e-8), c=1.0)
 
 
 def test_adam_mini_blocks_share_the_preconditioner(zeta0):
@@ -197,9 +206,9 @@ def test_adam_mini_blocks_share_the_preconditioner(zeta0):
     v = quasi_static_v(loss, BATCH, zeta0, alpha=ALPHA, V=V)
     values = flat(v)
     assert np.allclose(values[:2], values[0]) and np.allclose(values[2:5], values[2])
-    field = label_noise_slow(loss, BATCH, alpha=ALPHA, V=V, S=inverse_root(1e-8))
-    assert np.all(np.isfinite(flat(field(zeta0))))
-    np.testing.assert_allclose(jacobian(zeta0) @ flat(field(zeta0)), 0.0, atol=1e-12)
+    field = label_noise_slow_agm_quasi_static(loss, BATCH, alpha=ALPHA, V=V, S=inverse_root(1e-8))
+    assert np.all(np.isfinite(flat(field(0.0, zeta0))))
+    np.testing.assert_allclose(jacobian(zeta0) @ flat(field(0.0, zeta0)), 0.0, atol=1e-12)
 
 
 # --- simulation: label-noise SGD / Adam (β₁ = 0) against the slow ODE -----------------
@@ -232,12 +241,12 @@ def simulate_drift(zeta0, *, learning_rate, horizon, seeds, adam, beta2=0.999, e
 def predicted_drift(zeta0, *, learning_rate, horizon, adam, beta2=0.999, eps=1e-8):
     ts = jnp.array([0.0, horizon])
     if not adam:
-        path = solve(jax.jit(label_noise_slow(loss, BATCH, alpha=ALPHA)), zeta0, ts, rtol=1e-9, atol=1e-11)
+        path = solve(jax.jit(label_noise_slow_sgd(loss, BATCH, alpha=ALPHA)), zeta0, ts, rtol=1e-9, atol=1e-11)
     else:
-        field = label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(eps),
-                                 beta2=beta2, learning_rate=learning_rate)
-        state = {"v": quasi_static_v(loss, BATCH, zeta0, alpha=ALPHA, V=diagonal), "zeta": zeta0}
-        path = solve(jax.jit(field), state, ts, rtol=1e-9, atol=1e-11)["zeta"]
+        field = label_noise_slow_agm(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(eps),
+                                     c=(1.0 - beta2) / learning_rate**2)
+        state = SlowAGMState(v=quasi_static_v(loss, BATCH, zeta0, alpha=ALPHA, V=diagonal), zeta=zeta0)
+        path = solve(jax.jit(field), state, ts, rtol=1e-9, atol=1e-11).zeta
     return flat(jax.tree.map(lambda a: a[-1], path)) - flat(zeta0)
 
 
@@ -272,16 +281,16 @@ def test_coupled_field_jacobian_sees_the_preconditioner_move(zeta0):
     # semigradient holds S fixed in ζ only, so ∂(dζ)/∂v must not vanish. (The projection is
     # taken from the residuals' Jacobian: an eigendecomposition of A, whose null space is a
     # repeated eigenvalue, has no derivative.)
-    coupled = label_noise_slow(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(1e-8),
-                               beta2=0.999, learning_rate=0.01, residual_fn=residual)
+    coupled = label_noise_slow_agm(loss, BATCH, alpha=ALPHA, V=diagonal, S=inverse_root(1e-8),
+                                   c=(1 - 0.999) / 0.01**2, residual_fn=residual)
     v0 = quasi_static_v(loss, BATCH, zeta0, alpha=ALPHA, V=diagonal)
-    x, unravel = ravel_pytree({"v": v0, "zeta": zeta0})
-    flat_field = jax.jit(lambda y: ravel_pytree(coupled(unravel(y)))[0])
+    x, unravel = ravel_pytree(SlowAGMState(v=v0, zeta=zeta0))
+    flat_field = jax.jit(lambda y: ravel_pytree(coupled(0.0, unravel(y)))[0])
     forward = np.asarray(jax.jacfwd(flat_field)(x))
     step = 1e-6
     columns = [(flat_field(x + step * e) - flat_field(x - step * e)) / (2 * step)
                for e in jnp.eye(x.size, dtype=x.dtype)]
     differences = np.stack([np.asarray(c) for c in columns], axis=1)
     np.testing.assert_allclose(forward, differences, rtol=1e-5, atol=1e-6 * np.abs(differences).max())
-    p = x.size // 2  # ravel order: "v" then "zeta"
+    p = x.size // 2  # ravel order: v then zeta
     assert np.abs(forward[p:, :p]).max() > 1e-3 * np.abs(forward).max()

@@ -235,3 +235,26 @@ def test_every_optimizer_keeps_any_pytree_structure(shapes):
         assert jax.tree.structure(updates) == jax.tree.structure(params)
         for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params)):
             assert u.shape == p.shape and bool(jnp.all(jnp.isfinite(u)))
+
+
+@pytest.mark.parametrize("start", ["number", "pytree"])
+def test_agm_started_at_initial_v_matches_numpy_loop(start):
+    # v₀ given (as optax's scale_by_rms(initial_scale)): the recursion runs from there, m₀ = 0
+    h, beta1, beta2, eps = 0.02, 0.9, 0.99, 1e-4
+    v0 = np.full(5, 0.3) if start == "number" else 0.1 + THETA0**2
+    initial_v = 0.3 if start == "number" else split(v0)
+    theta, m, v = THETA0.copy(), np.zeros(5), v0.copy()
+    reference = [theta.copy()]
+    for _ in range(NUM_STEPS):
+        g = numpy_grad(theta)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        theta = theta - h * m / (np.sqrt(v) + eps)
+        reference.append(theta.copy())
+    opt = ab.optim.agm(h, beta1, beta2, ab.optim.diagonal, ab.optim.inverse_root(eps), initial_v=initial_v)
+    assert_close(optax_iterates(opt), np.array(reference))
+    assert_close(optax_iterates(ab.optim.adame(h, 0.5, beta1, beta2, eps, initial_v=initial_v)),
+                 np.array(reference))
+    with pytest.raises(ValueError, match="initial_v"):
+        ab.optim.agm(h, beta1, beta2, ab.optim.diagonal, ab.optim.inverse_root(eps),
+                     initial_v={"w": jnp.ones((1, 2))}).init(split(THETA0))

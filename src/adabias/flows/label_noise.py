@@ -12,10 +12,15 @@ gradient-noise covariance is Σ = α·∇²L; for the loss ½·mean over n sampl
 with ∇³L(ζ)[S] = ∇_ζ tr(S ∇²L(ζ)) at S frozen. S^{1/2}(I − A⁺A)S^{1/2} = P_S·S, where
 P_S = S^{1/2}(I − A⁺A)S^{−1/2} projects onto T_ζΓ along S·(normal space); P_S = P_∥ for S = I.
 
+Fields (``f(t, y, args=None)``, diffrax's signature, for :func:`solve`):
+:func:`label_noise_slow_sgd`, :func:`label_noise_slow_agm` (the coupled system on
+:class:`SlowAGMState` (v, ζ)) and :func:`label_noise_slow_agm_quasi_static` (v = V(Σ(ζ)), the
+c → ∞ limit).
+
 Numerics (meant for small to moderate p, the regime of the papers' slow-ODE checks): the
 parameters are raveled into one vector; the Hessian is formed from p HVPs (a vmap over basis
-vectors) and T_ζΓ = null H(ζ) is read off an eigendecomposition of A (relative cutoff
-``rank_rtol``), which is general for any loss whose minimizers form a manifold. Given a
+vectors), its diagonal by :func:`adabias.measures.hessian_diag`, and T_ζΓ = null H(ζ) is read
+off an eigendecomposition of A (relative cutoff ``rank_rtol``), which is general for any loss whose minimizers form a manifold. Given a
 ``residual_fn`` (for a squared loss, H = JᵀDJ on Γ with J the residuals' Jacobian), the
 projection is computed from the SVD of J·S^{1/2} instead (n×p, exact, cheaper). Both need ζ
 on Γ: start from :func:`project_to_manifold`.
@@ -23,23 +28,28 @@ on Γ: start from :func:`project_to_manifold`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import diffrax
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from adabias._validation import check_positive, check_unit_interval, require_x64
+from adabias._validation import check_positive, require_x64
+from adabias.measures.curvature import hessian_diag
 from adabias.measures.hvp import hvp
 
 PyTree = Any
 Statistic = Callable[[PyTree], PyTree]
 Preconditioner = Callable[[PyTree], PyTree]
+Field = Callable[..., PyTree]  # f(t, y, args=None), diffrax's signature
 
 __all__ = [
     "label_noise_alpha",
-    "label_noise_slow",
+    "label_noise_slow_sgd",
+    "label_noise_slow_agm_quasi_static",
+    "label_noise_slow_agm",
+    "SlowAGMState",
     "quasi_static_v",
     "hessian_trace_semigradient",
     "tangent_projector",
@@ -71,11 +81,6 @@ def _flat_hessian(flat_loss: Callable, x: jax.Array) -> jax.Array:
     return 0.5 * (hessian + hessian.T)
 
 
-def _flat_hessian_diag(flat_loss: Callable, x: jax.Array) -> jax.Array:
-    """diag ∇²L(x): H_ii = e_iᵀ H e_i, one HVP per coordinate."""
-    return jax.vmap(lambda e: jnp.vdot(e, hvp(flat_loss, x, e)))(jnp.eye(x.size, dtype=x.dtype))
-
-
 def _flat_semigradient(flat_loss: Callable, x: jax.Array, s: jax.Array) -> jax.Array:
     """∇³L(x)[S] = ∇_y Σ_i s_i H_ii(y) at y = x with s frozen.
 
@@ -83,7 +88,7 @@ def _flat_semigradient(flat_loss: Callable, x: jax.Array, s: jax.Array) -> jax.A
     derivative of a field built on this, e.g. the coupled slow ODE's Jacobian in v, still
     sees how s = S(v) moves.
     """
-    return jax.grad(lambda y: jnp.vdot(s, _flat_hessian_diag(flat_loss, y)))(x)
+    return jax.grad(lambda y: jnp.vdot(s, hessian_diag(flat_loss, y)))(x)
 
 
 def _range_projector_eig(matrix: jax.Array, rank_rtol: float) -> jax.Array:
@@ -185,88 +190,115 @@ def quasi_static_v(
 ) -> PyTree:
     """v = V(Σ(θ)) = V(α·diag ∇²L(θ)): the statistic's fixed point (the c → ∞ limit)."""
     flat_loss, x, unravel = _flat_loss(loss_fn, batch, params)
-    return V(unravel(alpha * _flat_hessian_diag(flat_loss, x)))
+    return V(unravel(alpha * hessian_diag(flat_loss, x)))
 
 
-def label_noise_slow(
+class SlowAGMState(NamedTuple):
+    """State of :func:`label_noise_slow_agm`: the AGM's statistic v and the point ζ ∈ Γ."""
+
+    v: PyTree
+    zeta: PyTree
+
+
+def _flat_parts(loss_fn, batch, residual_fn, params):
+    flat_loss, x, unravel = _flat_loss(loss_fn, batch, params)
+    return flat_loss, x, unravel, _flat_residual_fn(residual_fn, batch, unravel)
+
+
+def label_noise_slow_sgd(
     loss_fn: Callable,
-    batch: Any = None,
+    batch: Any,
     *,
     alpha: float,
-    V: Optional[Statistic] = None,
-    S: Optional[Preconditioner] = None,
-    beta2: Optional[float] = None,
-    learning_rate: Optional[float] = None,
     residual_fn: Optional[Callable] = None,
     rank_rtol: float = 1e-8,
-) -> Callable[[PyTree], PyTree]:
-    """LWL slow ODE under label noise near Γ, in time t = kη²; a field for :func:`solve`.
+) -> Field:
+    """SGD's slow ODE under label noise (LWA; DESIGN §3.5), time t = kη²:
 
-    * ``V = S = None`` (SGD): f(ζ) = −(α/4) P_∥ ∇tr(H(ζ)).
-    * ``V, S`` given, ``beta2``/``learning_rate`` not: quasi-static AGM, v = V(α·diag H(ζ)):
-      f(ζ) = −(α/4) S^{1/2}(I − A⁺A)S^{1/2} ∇³L(ζ)[S],  S = S(v), A = S^{1/2}HS^{1/2}.
-    * ``V, S, beta2, learning_rate`` given: the coupled system on state {"v", "zeta"}:
-      dv = c (V(α·diag H(ζ)) − v), c = (1−β₂)/η², and dζ as above with S = S(v). Start v at
-      :func:`quasi_static_v` to match an AGM whose v has equilibrated.
+        dζ/dt = −(α/4) P_∥ ∇tr(H(ζ)),   P_∥ the orthogonal projector onto T_ζΓ = null H(ζ).
+
+    A field ``f(t, ζ, args=None)`` for :func:`solve`. Arguments as in :func:`label_noise_slow_agm`.
+    """
+    require_x64("label_noise_slow_sgd")
+    check_positive("alpha", alpha)
+
+    def field(t, zeta: PyTree, args=None) -> PyTree:
+        flat_loss, x, unravel, flat_residual = _flat_parts(loss_fn, batch, residual_fn, zeta)
+        return unravel(_flat_drift(flat_loss, flat_residual, x, jnp.ones_like(x), alpha, rank_rtol))
+
+    return field
+
+
+def label_noise_slow_agm_quasi_static(
+    loss_fn: Callable,
+    batch: Any,
+    *,
+    alpha: float,
+    V: Statistic,
+    S: Preconditioner,
+    residual_fn: Optional[Callable] = None,
+    rank_rtol: float = 1e-8,
+) -> Field:
+    """An AGM's slow ODE with v at its fixed point v = V(α·diag H(ζ)) (the c → ∞ limit):
+
+        dζ/dt = −(α/4) S^{1/2}(I − A⁺A)S^{1/2} ∇³L(ζ)[S],   S = S(V(α·diag H(ζ))),  A = S^{1/2}HS^{1/2}.
+
+    A field ``f(t, ζ, args=None)`` for :func:`solve`. Arguments as in :func:`label_noise_slow_agm`.
+    """
+    require_x64("label_noise_slow_agm_quasi_static")
+    check_positive("alpha", alpha)
+
+    def field(t, zeta: PyTree, args=None) -> PyTree:
+        flat_loss, x, unravel, flat_residual = _flat_parts(loss_fn, batch, residual_fn, zeta)
+        v = V(unravel(alpha * hessian_diag(flat_loss, x)))
+        s = _preconditioner_vector(S(v), x)
+        return unravel(_flat_drift(flat_loss, flat_residual, x, s, alpha, rank_rtol))
+
+    return field
+
+
+def label_noise_slow_agm(
+    loss_fn: Callable,
+    batch: Any,
+    *,
+    alpha: float,
+    V: Statistic,
+    S: Preconditioner,
+    c: float,
+    residual_fn: Optional[Callable] = None,
+    rank_rtol: float = 1e-8,
+) -> Field:
+    """An AGM's slow ODE under label noise near Γ, coupled with its statistic v (LWL; DESIGN §3.5):
+
+        dv/dt = c (V(α·diag H(ζ)) − v),
+        dζ/dt = −(α/4) S^{1/2}(I − A⁺A)S^{1/2} ∇³L(ζ)[S],   S = S(v),  A = S^{1/2}HS^{1/2},
+
+    in time t = kη², c = (1−β₂)/η². A field ``f(t, y, args=None)`` on y = :class:`SlowAGMState`
+    for :func:`solve`; start v at :func:`quasi_static_v` to match an AGM whose v has
+    equilibrated.
 
     Args:
       loss_fn: L(params, batch) (or L(params) when ``batch`` is None); ζ must stay on its
         minimizer manifold Γ (start from :func:`project_to_manifold`).
       alpha: Σ = α·∇²L near Γ; :func:`label_noise_alpha` for the exact label-noise model.
-      V, S: an AGM's statistic and preconditioner (:mod:`adabias.optim.agm`).
-      beta2, learning_rate: β₂ and η of the AGM, giving c = (1−β₂)/η².
+      V, S: the AGM's statistic and preconditioner (:mod:`adabias.optim.agm`).
+      c: (1−β₂)/η², the rate at which v relaxes in the slow time.
       residual_fn: optional residuals r(params, batch) with null(∂r) = T_ζΓ (e.g. f − y);
         then projections use the SVD of the Jacobian instead of the Hessian's eigenvectors.
       rank_rtol: relative cutoff deciding the rank of H (or J) on Γ.
     """
-    require_x64("label_noise_slow")
+    require_x64("label_noise_slow_agm")
     check_positive("alpha", alpha)
-    if (V is None) != (S is None):
-        raise ValueError("give both V and S (an AGM) or neither (SGD)")
-    if (beta2 is None) != (learning_rate is None):
-        raise ValueError("give both beta2 and learning_rate (coupled v) or neither (quasi-static)")
-    if V is None and beta2 is not None:
-        raise ValueError("beta2 and learning_rate apply only to an AGM (give V and S)")
+    check_positive("c", c)
 
-    def flat_parts(params):
-        flat_loss, x, unravel = _flat_loss(loss_fn, batch, params)
-        return flat_loss, x, unravel, _flat_residual_fn(residual_fn, batch, unravel)
+    def field(t, state: SlowAGMState, args=None) -> SlowAGMState:
+        flat_loss, x, unravel, flat_residual = _flat_parts(loss_fn, batch, residual_fn, state.zeta)
+        target = V(unravel(alpha * hessian_diag(flat_loss, x)))
+        dv = jax.tree.map(lambda goal, current: c * (goal - current), target, state.v)
+        s = _preconditioner_vector(S(state.v), x)
+        return SlowAGMState(v=dv, zeta=unravel(_flat_drift(flat_loss, flat_residual, x, s, alpha, rank_rtol)))
 
-    if V is None:
-
-        def sgd_field(zeta: PyTree) -> PyTree:
-            flat_loss, x, unravel, flat_residual = flat_parts(zeta)
-            return unravel(_flat_drift(flat_loss, flat_residual, x, jnp.ones_like(x), alpha, rank_rtol))
-
-        return sgd_field
-
-    def preconditioner(v: PyTree, x: jax.Array) -> jax.Array:
-        return _preconditioner_vector(S(v), x)
-
-    def statistic(flat_loss, x, unravel) -> PyTree:
-        return V(unravel(alpha * _flat_hessian_diag(flat_loss, x)))
-
-    if beta2 is None:
-
-        def quasi_static_field(zeta: PyTree) -> PyTree:
-            flat_loss, x, unravel, flat_residual = flat_parts(zeta)
-            s = preconditioner(statistic(flat_loss, x, unravel), x)
-            return unravel(_flat_drift(flat_loss, flat_residual, x, s, alpha, rank_rtol))
-
-        return quasi_static_field
-
-    check_unit_interval("beta2", beta2)
-    check_positive("learning_rate", learning_rate)
-    c = (1.0 - beta2) / learning_rate**2
-
-    def coupled_field(state: dict) -> dict:
-        v, zeta = state["v"], state["zeta"]
-        flat_loss, x, unravel, flat_residual = flat_parts(zeta)
-        dv = jax.tree.map(lambda target, current: c * (target - current), statistic(flat_loss, x, unravel), v)
-        s = preconditioner(v, x)
-        return {"v": dv, "zeta": unravel(_flat_drift(flat_loss, flat_residual, x, s, alpha, rank_rtol))}
-
-    return coupled_field
+    return field
 
 
 def project_to_manifold(

@@ -19,7 +19,7 @@ applies to the noise covariance Σ in the slow ODE (:mod:`adabias.flows`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,7 @@ from adabias.optim.types import ScalarOrSchedule, check_learning_rate
 PyTree = Any
 Statistic = Callable[[PyTree], PyTree]
 Preconditioner = Callable[[PyTree], PyTree]
+InitialV = Union[float, jax.Array, PyTree]
 
 
 # --- statistics V (applied to the diagonal of M) -------------------------------------
@@ -130,15 +131,28 @@ class ScaleByAGMState(NamedTuple):
     v: PyTree
 
 
+def _initial_statistic(initial_v: InitialV, statistic: PyTree) -> PyTree:
+    """v₀ shaped like ``statistic``: ``initial_v`` in every entry (a number) or as given (a pytree)."""
+    if jax.tree_util.treedef_is_leaf(jax.tree.structure(initial_v)) and np.ndim(initial_v) == 0:
+        return jax.tree.map(lambda s: jnp.full_like(s, initial_v), statistic)
+    check_shaped_like("initial_v", initial_v, statistic)
+    return jax.tree.map(lambda s, v: jnp.asarray(v, s.dtype), statistic, initial_v)
+
+
 def scale_by_agm(
     beta1: float,
     beta2: float,
     V: Statistic,
     S: Preconditioner,
+    *,
+    initial_v: InitialV = 0.0,
 ) -> optax.GradientTransformation:
     """Direction S(v_{k+1}) m_{k+1} of an AGM (no bias correction), before the step size.
 
-    m_{k+1} = β₁m_k + (1−β₁)g,  v_{k+1} = β₂v_k + (1−β₂)V(g⊙g),  direction = S(v_{k+1})⊙m_{k+1}.
+    m_{k+1} = β₁m_k + (1−β₁)g,  v_{k+1} = β₂v_k + (1−β₂)V(g⊙g),  direction = S(v_{k+1})⊙m_{k+1},
+    from m₀ = 0 and v₀ = ``initial_v`` (as optax's ``scale_by_rms(initial_scale=…)``): a number
+    for every entry, or a pytree shaped like params (e.g. V(Σ) of the slow ODE, to start with
+    v equilibrated).
     """
 
     def init_fn(params: PyTree) -> ScaleByAGMState:
@@ -146,7 +160,7 @@ def scale_by_agm(
         return ScaleByAGMState(
             count=jnp.zeros([], jnp.int32),
             m=jax.tree.map(jnp.zeros_like, params),
-            v=jax.tree.map(jnp.zeros_like, statistic),
+            v=_initial_statistic(initial_v, statistic),
         )
 
     def update_fn(updates: PyTree, state: ScaleByAGMState, params: PyTree = None):
@@ -166,6 +180,8 @@ def agm(
     beta2: float,
     V: Statistic,
     S: Preconditioner,
+    *,
+    initial_v: InitialV = 0.0,
 ) -> optax.GradientTransformation:
     """An adaptive gradient method of LWL: θ_{k+1} = θ_k − η S(v_{k+1}) m_{k+1}.
 
@@ -177,11 +193,13 @@ def agm(
         :func:`block_mean`, :func:`leaf_mean`.
       S: maps v to the diagonal preconditioner; see :func:`inverse_root`,
         :func:`inverse_power`.
+      initial_v: v₀, a number or a pytree shaped like params (default 0).
     """
     check_learning_rate(learning_rate)
     check_unit_interval("beta1", beta1)
     check_unit_interval("beta2", beta2)
-    return optax.chain(scale_by_agm(beta1, beta2, V, S), optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(scale_by_agm(beta1, beta2, V, S, initial_v=initial_v),
+                       optax.scale_by_learning_rate(learning_rate))
 
 
 def adame(
@@ -190,9 +208,11 @@ def adame(
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,
+    *,
+    initial_v: InitialV = 0.0,
 ) -> optax.GradientTransformation:
-    """AdamE-λ (LWL): V = diag, S(v) = 1/(v^λ + ε); it reduces tr(Diag(H)^{1−λ})."""
-    return agm(learning_rate, beta1, beta2, diagonal, inverse_power(lam, eps))
+    """AdamE-λ (LWL): V = diag, S(v) = 1/(v^λ + ε); it reduces tr(Diag(H)^{1−λ}). v₀ = ``initial_v``."""
+    return agm(learning_rate, beta1, beta2, diagonal, inverse_power(lam, eps), initial_v=initial_v)
 
 
 def adam_mini(
@@ -201,14 +221,17 @@ def adam_mini(
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,
+    *,
+    initial_v: InitialV = 0.0,
 ) -> optax.GradientTransformation:
     """Adam-mini (LWL): v shared within each block of ``blocks``, S(v) = 1/(√v + ε).
 
     ``blocks``: integer block ids, a pytree shaped like the parameters (checked at
-    ``init``).
+    ``init``). ``initial_v``: v₀, a number or a pytree like params constant on each block.
     """
     check_positive("eps", eps)
-    transform = agm(learning_rate, beta1, beta2, block_mean(blocks), inverse_root(eps))
+    transform = agm(learning_rate, beta1, beta2, block_mean(blocks), inverse_root(eps),
+                    initial_v=initial_v)
 
     def init_fn(params: PyTree):
         check_shaped_like("blocks", blocks, params)
@@ -222,6 +245,11 @@ def adalayer(
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,
+    *,
+    initial_v: InitialV = 0.0,
 ) -> optax.GradientTransformation:
-    """Adalayer (LWL): one shared v per pytree leaf (layer), S(v) = 1/(√v + ε)."""
-    return agm(learning_rate, beta1, beta2, leaf_mean, inverse_root(eps))
+    """Adalayer (LWL): one shared v per pytree leaf (layer), S(v) = 1/(√v + ε).
+
+    ``initial_v``: v₀, a number or a pytree like params constant on each leaf.
+    """
+    return agm(learning_rate, beta1, beta2, leaf_mean, inverse_root(eps), initial_v=initial_v)

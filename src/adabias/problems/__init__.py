@@ -36,6 +36,13 @@ from adabias.problems.matrix_sensing import (
     matrix_sensing_test_error,
 )
 from adabias.problems.noise import label_noise
+from adabias.problems.sinh_regression import (
+    sinh_regression_data,
+    sinh_regression_hessian_diag_on_manifold,
+    sinh_regression_loss,
+    sinh_regression_measure,
+    sinh_regression_min_measure_point,
+)
 
 __all__ = [
     "BILINEAR_START",
@@ -69,5 +76,10 @@ __all__ = [
     "matrix_sensing_predict",
     "matrix_sensing_test_error",
     "mlp_apply",
+    "sinh_regression_data",
+    "sinh_regression_hessian_diag_on_manifold",
+    "sinh_regression_loss",
+    "sinh_regression_measure",
+    "sinh_regression_min_measure_point",
     "sparse_regression_data",
 ]
