@@ -60,19 +60,17 @@ def measure(settings: SharpnessSettings, context: Context) -> SharpnessRecord:
     }
     factories = label_noise.optimizer_factories(beta1=settings.beta1, beta2=settings.beta2, eps=settings.eps)
     rates = {"SGD": settings.sgd_learning_rate, "Adam": settings.adam_learning_rate}
-    curves, steps = {}, None
-    for name, rate in rates.items():
-        result = label_noise.train_diagonal_net(settings, batch, factories[name.lower()],
-                                                grid={"learning_rate": [rate]}, metrics=metrics,
-                                                progress=context.progress)
-        trajectory = result.trajectory
-        steps = np.asarray(trajectory.steps[0]) if steps is None else steps
-        curves[name] = {key: label_noise.seed_mean(values, result.grid_shape)[0]
-                        for key, values in dict(trajectory.metrics, loss=trajectory.loss).items()}
+    results = {name: label_noise.train_diagonal_net(settings, batch, factories[name.lower()],
+                                                    grid={"learning_rate": [rate]}, metrics=metrics,
+                                                    progress=context.progress)
+               for name, rate in rates.items()}
+    curves = {name: {key: label_noise.seed_mean(values, result.grid_shape)[0]
+                     for key, values in dict(result.trajectory.metrics, loss=result.trajectory.loss).items()}
+              for name, result in results.items()}
     point = diagonal_net_balanced_point(w_star)
     at_w_star = {"trace_h": float(diagonal_net_diag_power_trace(point, z, 1.0)),
                  "root_diag_trace": float(diagonal_net_diag_power_trace(point, z, 0.5))}
-    return SharpnessRecord(steps, curves, at_w_star)
+    return SharpnessRecord(np.asarray(results["SGD"].trajectory.steps[0]), curves, at_w_star)
 
 
 def _late(settings: SharpnessSettings, record: SharpnessRecord) -> dict:

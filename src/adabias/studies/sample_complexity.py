@@ -51,8 +51,8 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LabelNoiseSampleComplexity:
-    """The training settings the sample-complexity experiments share (no defaults: per experiment
-    are the grid of n, the record spacing and SGD's learning rate)."""
+    """The label-noise training the sample-complexity experiments share. The grid of n, the
+    record spacing and SGD's learning rate have no default: each experiment sets its own."""
 
     ns: tuple[int, ...]  # the grid of sample sizes n (nested designs)
     delta: float = 0.5  # label noise y ← y + δξ
