@@ -1,8 +1,8 @@
 """What the LWL near-manifold experiments add: closed-form measures, sparsity, helpers, tiny runs.
 
 Independent references: dense Hessians (jax.hessian) with the block statistics applied in
-NumPy, jax.grad for the hand-written gradient of the NumPy AGM loop, values of the effective
-support known by hand, and the slow-ODE tracking numbers written out by hand.
+NumPy, jax.grad for the hand-written gradient of the NumPy AGM loop, values known by hand, and
+the slow-ODE tracking numbers written out by hand.
 """
 
 import dataclasses
@@ -16,13 +16,14 @@ from jax.flatten_util import ravel_pytree
 
 jax.config.update("jax_enable_x64", True)
 
-from adabias import measures  # noqa: E402
-from adabias.experiments import base, lwl_adame, lwl_sharpness, lwl_slow_ode, lwl_table1  # noqa: E402
+from adabias import measures, testing  # noqa: E402
+from adabias.experiments import base, lwl_adame, lwl_slow_ode, lwl_table1  # noqa: E402
 from adabias.optim import agm, block_mean, diagonal, inverse_root, leaf_mean  # noqa: E402
 from adabias.problems import diagonal_net_loss  # noqa: E402
 from adabias.problems import (sinh_regression_hessian_diag_on_manifold, sinh_regression_loss,  # noqa: E402
                               sinh_regression_measure, sinh_regression_min_measure_point)
-from adabias.studies import slow_ode  # noqa: E402
+from adabias.problems.diagonal_net import diagonal_net_diag_power_trace, diagonal_net_pair_blocks  # noqa: E402
+from adabias.studies import label_noise, slow_ode  # noqa: E402
 
 D, N = 5, 3
 
@@ -47,7 +48,7 @@ def test_block_and_power_closed_forms_against_dense_hessian(seed):
     h = dense_diag(params, batch)  # flat order (u, v)
     pairs = np.tile((h[:D] + h[D:]) / 2, 2)
     leaves = np.concatenate([np.full(D, h[:D].mean()), np.full(D, h[D:].mean())])
-    closed = lambda row, lam=0.5: float(lwl_table1.implied_measure_closed_form(row, params, batch["z"], lam))
+    closed = lambda row, lam=0.5: float(lwl_table1.row(row, lwl_table1.SETTINGS, lam).closed_form(params, batch["z"]))
     np.testing.assert_allclose(closed("Adam"), np.sum(np.sqrt(h)), rtol=1e-10)
     np.testing.assert_allclose(closed("RMSProp"), np.sum(np.sqrt(h)), rtol=1e-10)
     np.testing.assert_allclose(closed("Adam-mini"), np.sum(np.sqrt(pairs)), rtol=1e-10)
@@ -56,32 +57,21 @@ def test_block_and_power_closed_forms_against_dense_hessian(seed):
         np.testing.assert_allclose(closed("AdamE", lam), np.sum(h ** (1 - lam)), rtol=1e-10)
     # and the library's HVP path with the optimizers' own V agrees
     hvp_pairs = measures.diag_power_trace(diagonal_net_loss, params, batch, power=0.5,
-                                          statistic=block_mean(lwl_table1.pair_blocks(D)))
+                                          statistic=block_mean(diagonal_net_pair_blocks(D)))
     hvp_leaves = measures.diag_power_trace(diagonal_net_loss, params, batch, power=0.5, statistic=leaf_mean)
     np.testing.assert_allclose([hvp_pairs, hvp_leaves], [closed("Adam-mini"), closed("Adalayer")], rtol=1e-10)
     for power in (1.0, 0.5, 0.25):
-        np.testing.assert_allclose(lwl_sharpness.diagonal_net_diag_power_trace(params, batch["z"], power),
+        np.testing.assert_allclose(diagonal_net_diag_power_trace(params, batch["z"], power),
                                    np.sum(h**power), rtol=1e-10)
     with pytest.raises(ValueError, match="row"):
-        lwl_table1.implied_measure_closed_form("SGD", params, batch["z"])
-
-
-def test_manifold_points_have_zero_residual_and_the_drawn_signs():
-    _, batch = manifold_point(5)
-    points = lwl_table1.manifold_points(jax.random.key(0), batch["z"], batch["y"], 6, 0.7)
-    residuals = jax.vmap(lambda p: batch["z"] @ (p["u"] ** 2 - p["v"] ** 2) - batch["y"])(points)
-    np.testing.assert_allclose(residuals, 0.0, atol=1e-12)
-    assert np.all(np.isfinite(points["u"])) and points["u"].shape == (6, D)
-    draws = 0.7 * jax.random.normal(jax.random.key(0), (6, 2, D))
-    np.testing.assert_array_equal(np.sign(points["u"]), np.sign(draws[:, 0]))  # only magnitudes change
-    np.testing.assert_array_equal(np.sign(points["v"]), np.sign(draws[:, 1]))
+        lwl_table1.row("SGD", lwl_table1.SETTINGS)
 
 
 def test_side_by_side_equals_separate_runs():
     params, batch = manifold_point(6)
     start = jax.tree.map(lambda a: a + 0.2, params)
     optimizers = {"gd": optax.sgd(0.05), "agm": agm(0.01, 0.9, 0.95, diagonal, inverse_root(1e-8))}
-    combined = lwl_table1.side_by_side(optimizers)
+    combined = label_noise.side_by_side(optimizers)
     loss = lambda p: sum(diagonal_net_loss(q, batch) for q in p.values())
     both = {name: start for name in optimizers}
     state = combined.init(both)
@@ -102,8 +92,10 @@ def test_numpy_agm_loop_gradient_is_the_autodiff_gradient():
     params = jax.tree.map(lambda a: a + 0.1, params)  # off Γ: a non-zero gradient
     y = np.asarray(batch["y"])[None] + 0.3
     # β₁ = 0, S ≡ 1: one step of the loop is one gradient step
-    path = lwl_table1.numpy_agm_diagonal_net(params, np.asarray(batch["z"]), y, 0.1, 0.0, 0.5,
-                                             lambda g2: g2, lambda v: np.ones_like(v))
+    z = np.asarray(batch["z"])
+    path = testing.agm_reference(lambda k, theta: testing.diagonal_net_gradient(theta, z, y[k]),
+                                 ravel_pytree(params)[0], 1, learning_rate=0.1, beta1=0.0, beta2=0.5,
+                                 V=lambda g2: g2, S=lambda v: np.ones_like(v))
     grad = ravel_pytree(jax.grad(diagonal_net_loss)(params, {"z": batch["z"], "y": jnp.asarray(y[0])}))[0]
     np.testing.assert_allclose(path[1], ravel_pytree(params)[0] - 0.1 * np.asarray(grad), rtol=1e-12)
 
@@ -112,40 +104,43 @@ def test_forced_numpy_loop_recomputes_each_step_of_a_run_and_catches_a_wrong_one
     params, batch = manifold_point(3)
     z = np.asarray(batch["z"])
     y = np.asarray(batch["y"])[None] + 0.3 * np.asarray([[1.0], [-1.0], [1.0], [1.0]])[:, :1]
-    root = lambda v: 1.0 / (np.sqrt(v) + 1e-8)  # noqa: E731
-    free = lwl_table1.numpy_agm_diagonal_net(params, z, y, 0.05, 0.9, 0.95, lambda g2: g2, root)
-    # forced along its own path, the loop gives the same path
-    again = lwl_table1.numpy_agm_diagonal_net(params, z, y, 0.05, 0.9, 0.95, lambda g2: g2, root,
-                                              forced=free)
+    gradient = lambda k, theta: testing.diagonal_net_gradient(theta, z, y[k])  # noqa: E731
+    options = dict(learning_rate=0.05, beta1=0.9, beta2=0.95, V=lambda g2: g2,
+                   S=lambda v: 1.0 / (np.sqrt(v) + 1e-8))
+    free = testing.agm_reference(gradient, ravel_pytree(params)[0], y.shape[0], **options)
+    # along its own path, the loop gives the same path
+    again = testing.agm_reference_along(gradient, free, **options)
     np.testing.assert_allclose(again, free, rtol=1e-13, atol=1e-15)
     # a path with a wrong step (θ_2 moved) is caught there, and not before
     wrong = free.copy()
     wrong[2] += 1e-6
-    check = lwl_table1.numpy_agm_diagonal_net(params, z, y, 0.05, 0.9, 0.95, lambda g2: g2, root,
-                                              forced=wrong)
+    check = testing.agm_reference_along(gradient, wrong, **options)
     gaps = np.max(np.abs(check - wrong), axis=1)
     assert np.all(gaps[:2] < 1e-13) and gaps[2] > 5e-7
 
 
-def test_effective_support_and_first_index_below():
+def test_first_index_below_measure_drop_and_matched_learning_rate():
     from adabias.studies.curves import first_index_below
 
-    np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([0.0, 3.0, 0.0])), 1.0)
-    np.testing.assert_allclose(lwl_adame.effective_support(jnp.array([2.0, -2.0, 0.0, 2.0])), 3.0)
-    w = jnp.array([1.0, 0.5, 0.0])
-    np.testing.assert_allclose(lwl_adame.effective_support(w), 1.5**2 / 1.25)
     assert first_index_below(np.array([1.0, 0.5, 0.01, 0.2]), 0.05, or_equal=True) == 2
     assert first_index_below(np.array([1.0, 0.5]), 0.05, or_equal=True) == -1
     assert first_index_below(np.array([1.0, 0.05]), 0.05, or_equal=True) == 1
     assert first_index_below(np.array([1.0, 0.05]), 0.05) == -1
     np.testing.assert_allclose(lwl_adame.matched_learning_rate(0.5, 0.004, 0.05), 0.004)
     np.testing.assert_allclose(lwl_adame.matched_learning_rate(0.75, 0.004, 0.05), 0.004 * 0.05**0.25)
+    loss, values = np.array([1.0, 0.5, 0.01, 0.02, 0.01]), np.array([9.0, 8.0, 7.0, 5.0, 4.0])
+    drop = label_noise.measure_drop(values, loss, small_loss=0.05, last_records=2)
+    assert drop == (2, 7.0, 4.5) and drop.decreased
+    assert drop.numbers(np.arange(5) * 10) == {"step_loss_small": 20, "at_that_step": 7.0, "late_mean": 4.5}
+    never = label_noise.measure_drop(values, loss + 1.0, small_loss=0.05, last_records=2)
+    assert never.start == -1 and np.isnan(never.at_start) and not never.decreased
 
 
 def test_adame_experiment_on_tiny_settings_decides_its_claims():
-    settings = dict(lwl_adame.QUICK, num_steps=400, save_every=100, num_seeds=1, last_records=2)
-    result = lwl_adame.run_entry.run(settings, base.Context(progress=False))
-    base.check_result(lwl_adame.run_entry, result)
+    settings = dataclasses.replace(lwl_adame.TIERS.quick, num_steps=400, save_every=100, num_seeds=1,
+                                   last_records=2)
+    result = lwl_adame.EXPERIMENT.run(settings, base.Context(progress=False))
+    base.check_result(lwl_adame.EXPERIMENT, result)
     curves = result.data["curves"]
     assert len(curves["step"]) == 5 and all(len(values) == 5 for values in curves.values())
     assert all(np.all(np.isfinite(values)) for values in curves.values())

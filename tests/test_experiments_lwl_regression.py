@@ -1,12 +1,12 @@
-"""lwl.sparse and lwl.matfac: padding, stacked copies, entry sensing, sweeps against single runs."""
+"""lwl.sparse and lwl.matfac: padding, stacked copies, sweeps against single runs, tiny runs."""
+
+import dataclasses
 
 import jax
 import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
 
 import adabias as ab  # noqa: E402
 from adabias.experiments import REGISTRY, base, lwl_matfac, lwl_sparse  # noqa: E402
@@ -17,6 +17,9 @@ from adabias.problems import (  # noqa: E402
     matrix_sensing_loss,
     sparse_regression_data,
 )
+from adabias.problems.matrix_sensing import matrix_completion_data  # noqa: E402
+from adabias.studies import label_noise as label_noise_study  # noqa: E402
+from adabias.studies import sample_complexity  # noqa: E402
 
 
 def _numpy_diagonal_net_loss(u, v, z, y):
@@ -28,20 +31,20 @@ def _numpy_diagonal_net_loss(u, v, z, y):
 
 
 def _stacked_problem(num_copies=3, n_max=7, d=6, k=2):
-    return lwl_sparse.stacked_data(lambda key: sparse_regression_data(key, n_max, d, k),
+    return sample_complexity.stacked_data(lambda key: sparse_regression_data(key, n_max, d, k),
                                    jax.random.key(3), num_copies)
 
 
 def test_stacked_padded_loss_is_the_sum_of_the_first_n_sample_losses():
     batches, _ = _stacked_problem()
     n = 4
-    padded = lwl_sparse.stacked_padded(batches, n)
+    padded = sample_complexity.stacked_padded(batches, n)
     params = jax.vmap(lambda key: init_diagonal_net(key, 6, 0.7))(jax.random.split(jax.random.key(0), 3))
     params = {"u": params["u"], "v": params["v"] * 0.5}
     expected = sum(_numpy_diagonal_net_loss(np.asarray(params["u"][c]), np.asarray(params["v"][c]),
                                             np.asarray(batches["z"][c, :n]), np.asarray(batches["y"][c, :n]))
                    for c in range(3))
-    value = lwl_sparse.stacked_loss(diagonal_net_loss)(params, padded)
+    value = sample_complexity.stacked_loss(diagonal_net_loss)(params, padded)
     assert float(value) == pytest.approx(expected, rel=1e-12)
     assert np.all(np.asarray(padded["z"][:, n:]) == 0) and np.all(np.asarray(padded["y"][:, n:]) == 0)
 
@@ -49,11 +52,11 @@ def test_stacked_padded_loss_is_the_sum_of_the_first_n_sample_losses():
 def test_padded_rows_with_noisy_labels_leave_each_copys_gradient_unchanged():
     batches, _ = _stacked_problem()
     n = 4
-    padded = lwl_sparse.stacked_padded(batches, n)
+    padded = sample_complexity.stacked_padded(batches, n)
     noisy = dict(padded, y=padded["y"] + 0.5 * jax.random.rademacher(jax.random.key(1), padded["y"].shape,
                                                                        dtype=float))
     params = jax.vmap(lambda key: init_diagonal_net(key, 6, 0.7))(jax.random.split(jax.random.key(0), 3))
-    grads = jax.grad(lwl_sparse.stacked_loss(diagonal_net_loss))(params, noisy)
+    grads = jax.grad(sample_complexity.stacked_loss(diagonal_net_loss))(params, noisy)
     for c in range(3):
         own = jax.grad(diagonal_net_loss)(jax.tree.map(lambda x: x[c], params),
                                           {"z": batches["z"][c, :n], "y": noisy["y"][c, :n]})
@@ -64,74 +67,50 @@ def test_padded_rows_with_noisy_labels_leave_each_copys_gradient_unchanged():
 def test_pad_samples_rejects_bad_n():
     batch, _ = sparse_regression_data(jax.random.key(0), 5, 4, 1)
     with pytest.raises(ValueError, match="n must be"):
-        lwl_sparse.pad_samples(batch, 6)
+        sample_complexity.pad_samples(batch, 6)
     with pytest.raises(ValueError, match="num_datasets"):
-        lwl_sparse.stacked_data(lambda key: (batch, batch["y"]), jax.random.key(0), 0)
-
-
-def test_entry_sensing_data_observes_distinct_entries_of_a_rank_r_matrix():
-    d, rank, n = 6, 2, 20
-    batch, m_star = lwl_matfac.entry_sensing_data(jax.random.key(4), n, d, rank)
-    a, y, m = np.asarray(batch["a"]), np.asarray(batch["y"]), np.asarray(m_star)
-    positions = []
-    for i in range(n):
-        assert a[i].sum() == 1.0 and set(np.unique(a[i])) == {0.0, 1.0}
-        j, k = np.argwhere(a[i] == 1.0)[0]
-        positions.append((j, k))
-        assert y[i] == m[j, k]
-    assert len(set(positions)) == n
-    assert np.linalg.matrix_rank(m) == rank
-    smaller, _ = lwl_matfac.entry_sensing_data(jax.random.key(4), 8, d, rank)
-    np.testing.assert_array_equal(np.asarray(smaller["a"]), a[:8])  # nested designs
-    with pytest.raises(ValueError, match="n must be"):
-        lwl_matfac.entry_sensing_data(jax.random.key(4), d * d + 1, d, rank)
-
-
-def test_product_test_error_is_the_relative_frobenius_error():
-    rng = np.random.default_rng(0)
-    m, m_star = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
-    expected = np.sum((m - m_star) ** 2) / np.sum(m_star ** 2)
-    value = lwl_matfac.product_test_error(jnp.asarray(m), jnp.asarray(m_star))
-    assert float(value) == pytest.approx(expected, rel=1e-13)
+        sample_complexity.stacked_data(lambda key: (batch, batch["y"]), jax.random.key(0), 0)
 
 
 def test_sample_complexity_is_the_first_n_at_or_below_the_threshold():
-    assert lwl_sparse.sample_complexity([10, 20, 30], [3.0, 0.5, 0.1], 0.5) == 20.0
-    assert lwl_sparse.sample_complexity([10, 20], [3.0, 0.6], 0.5) == float("inf")
+    assert sample_complexity.sample_complexity([10, 20, 30], [3.0, 0.5, 0.1], 0.5) == 20.0
+    assert sample_complexity.sample_complexity([10, 20], [3.0, 0.6], 0.5) == float("inf")
 
 
-SMALL = {"d": 6, "k": 2, "features": "rademacher", "delta": 0.3, "init_scale": 0.1, "num_seeds": 2,
-         "num_steps": 60, "save_every": 20, "beta1": 0.9, "beta2": 0.95, "eps": 1e-6, "seed": 5}
+SMALL = sample_complexity.LabelNoiseSampleComplexity(
+    ns=(5,), delta=0.3, init_scale=0.1, num_seeds=2, num_steps=60, save_every=20, beta1=0.9, beta2=0.95,
+    eps=1e-6, sgd_learning_rate=0.05, seed=5)
+FACTORIES = label_noise_study.optimizer_factories(beta1=SMALL.beta1, beta2=SMALL.beta2, eps=SMALL.eps)
 
 
 @pytest.mark.parametrize("name,learning_rate", [("adam", 0.01), ("sgd", 0.05)])
 def test_sweep_members_equal_single_runs(name, learning_rate):
     batches, _ = _stacked_problem(num_copies=2, n_max=7, d=6, k=2)
-    padded = lwl_sparse.stacked_padded(batches, 5)
-    make = lwl_sparse.optimizer_factories(SMALL)[name]
-    init_copy = lambda key: init_diagonal_net(key, 6, SMALL["init_scale"])  # noqa: E731
-    result = lwl_sparse.train_copies(make, learning_rate, diagonal_net_loss, init_copy, padded, SMALL)
-    stacked = lwl_sparse.stacked_loss(diagonal_net_loss)
+    padded = sample_complexity.stacked_padded(batches, 5)
+    make = FACTORIES[name]
+    init_copy = lambda key: init_diagonal_net(key, 6, SMALL.init_scale)  # noqa: E731
+    result = sample_complexity.train_copies(make, learning_rate, diagonal_net_loss, init_copy, padded, SMALL)
+    stacked = sample_complexity.stacked_loss(diagonal_net_loss)
     for seed in (1,):
         # the member equals ab.run of the stacked problem with that seed's key and start
-        key = jax.random.fold_in(jax.random.key(SMALL["seed"]), seed)
+        key = jax.random.fold_in(jax.random.key(SMALL.seed), seed)
         start = jax.vmap(init_copy)(jax.random.split(jax.random.fold_in(key, 1), 2))
-        single = ab.run(make(learning_rate), stacked, start, SMALL["num_steps"],
-                        batches=jax.tree.map(lambda x: x[None], padded), noise=label_noise(SMALL["delta"]),
-                        key=key, save_every=SMALL["save_every"])
+        single = ab.run(make(learning_rate), stacked, start, SMALL.num_steps,
+                        batches=jax.tree.map(lambda x: x[None], padded), noise=label_noise(SMALL.delta),
+                        key=key, save_every=SMALL.save_every)
         member = result.member(seed)
         for leaf in ("u", "v"):
             np.testing.assert_allclose(member.params[leaf], single.params[leaf], rtol=1e-12, atol=1e-14)
 
 
 def test_matrix_copies_train_independently():
-    batches, _ = lwl_sparse.stacked_data(lambda key: lwl_matfac.entry_sensing_data(key, 10, 4, 1),
+    batches, _ = sample_complexity.stacked_data(lambda key: matrix_completion_data(key, 10, 4, 1),
                                          jax.random.key(2), 2)
-    padded = lwl_sparse.stacked_padded(batches, 7)
+    padded = sample_complexity.stacked_padded(batches, 7)
     start = jax.vmap(lambda key: ab.problems.init_matrix_sensing(key, 4, 4, 0.5))(
         jax.random.split(jax.random.key(0), 2))
-    optimizer = lwl_sparse.optimizer_factories(SMALL)["adam"](0.01)
-    both = ab.run(optimizer, lwl_sparse.stacked_loss(matrix_sensing_loss), start, 40,
+    optimizer = FACTORIES["adam"](0.01)
+    both = ab.run(optimizer, sample_complexity.stacked_loss(matrix_sensing_loss), start, 40,
                   batches=jax.tree.map(lambda x: x[None], padded), save_every=40)
     for c in range(2):
         alone = ab.run(optimizer, matrix_sensing_loss, jax.tree.map(lambda x: x[c], start), 40,
@@ -141,10 +120,10 @@ def test_matrix_copies_train_independently():
 
 
 TINY = {
-    "lwl.sparse": dict(lwl_sparse.QUICK, d=12, k=1, ns=[3, 6, 10], num_datasets=2, num_seeds=2,
-                       num_steps=400, save_every=100),
-    "lwl.matfac": dict(lwl_matfac.QUICK, d=4, ns=[6, 10], num_datasets=2, num_seeds=2,
-                       num_steps=400, save_every=100),
+    "lwl.sparse": dataclasses.replace(lwl_sparse.TIERS.quick, d=12, k=1, ns=(3, 6, 10), num_datasets=2,
+                                      num_seeds=2, num_steps=400, save_every=100),
+    "lwl.matfac": dataclasses.replace(lwl_matfac.TIERS.quick, d=4, ns=(6, 10), num_datasets=2, num_seeds=2,
+                                      num_steps=400, save_every=100),
 }
 
 
@@ -159,7 +138,7 @@ def test_experiment_on_tiny_settings_decides_its_claims_and_returns_figures_and_
     for table in result.data.values():
         lengths = {len(np.atleast_1d(column)) for column in table.values()}
         assert len(lengths) == 1
-    assert list(result.data["final"]["n"]) == settings["ns"]
+    assert list(result.data["final"]["n"]) == list(settings.ns)
     claim = result.claims[0]
     assert isinstance(claim.held, bool) and claim.numbers
     numbers = claim.numbers

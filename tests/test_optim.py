@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import adabias as ab
+from adabias.testing import agm_reference
 
 jax.config.update("jax_enable_x64", True)
 
@@ -66,16 +67,9 @@ def numpy_adam(h, beta, rho, eps, inside=True, bias=True, num_steps=NUM_STEPS):
 
 
 def numpy_agm(h, beta1, beta2, V, S, num_steps=NUM_STEPS):
-    """LWL AGM: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)V(g²), θ ← θ − ηS(v)m."""
-    theta, m, v = THETA0.copy(), np.zeros(5), np.zeros(5)
-    out = [theta.copy()]
-    for _ in range(num_steps):
-        g = numpy_grad(theta)
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * V(g**2)
-        theta = theta - h * S(v) * m
-        out.append(theta.copy())
-    return np.array(out)
+    """LWL AGM: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)V(g²), θ ← θ − ηS(v)m (adabias.testing)."""
+    return agm_reference(lambda k, theta: numpy_grad(theta), THETA0, num_steps, learning_rate=h,
+                         beta1=beta1, beta2=beta2, V=V, S=S)
 
 
 def assert_close(a, b):

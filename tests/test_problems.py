@@ -17,6 +17,8 @@ import pytest  # noqa: E402
 import adabias.problems as P  # noqa: E402
 from adabias.problems import bilinear  # noqa: E402
 from adabias.problems import data as data_mod  # noqa: E402
+from adabias.problems import diagonal_net as DN  # noqa: E402
+from adabias.problems import matrix_sensing as MS  # noqa: E402
 
 SUBSET = Path("/work/shared/data/cifar-10-subset")
 
@@ -119,6 +121,30 @@ def test_hessian_diag_on_manifold_matches_jax_hessian(features):
     np.testing.assert_allclose(jnp.diag(h), jnp.concatenate([closed["u"], closed["v"]]), rtol=1e-10, atol=1e-12)
 
 
+def test_manifold_points_have_zero_residual_and_the_drawn_signs():
+    rng = np.random.default_rng(5)
+    z = jnp.asarray(rng.normal(size=(3, 5)))
+    y = z @ jnp.asarray(rng.normal(size=5) ** 2 - rng.normal(size=5) ** 2)
+    points = DN.diagonal_net_manifold_points(jax.random.key(0), z, y, 6, 0.7)
+    residuals = jax.vmap(lambda p: z @ (p["u"] ** 2 - p["v"] ** 2) - y)(points)
+    np.testing.assert_allclose(residuals, 0.0, atol=1e-12)
+    assert np.all(np.isfinite(points["u"])) and points["u"].shape == (6, 5)
+    draws = 0.7 * jax.random.normal(jax.random.key(0), (6, 2, 5))
+    np.testing.assert_array_equal(np.sign(points["u"]), np.sign(draws[:, 0]))  # only magnitudes change
+    np.testing.assert_array_equal(np.sign(points["v"]), np.sign(draws[:, 1]))
+
+
+def test_effective_support_and_balanced_point():
+    np.testing.assert_allclose(DN.effective_support(jnp.array([0.0, 3.0, 0.0])), 1.0)
+    np.testing.assert_allclose(DN.effective_support(jnp.array([2.0, -2.0, 0.0, 2.0])), 3.0)
+    np.testing.assert_allclose(DN.effective_support(jnp.array([1.0, 0.5, 0.0])), 1.5**2 / 1.25)
+    w = jnp.array([1.0, -0.25, 0.0])
+    point = DN.diagonal_net_balanced_point(w)
+    np.testing.assert_array_equal(point["u"], [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(point["v"], [0.0, 0.5, 0.0])
+    np.testing.assert_array_equal(P.diagonal_net_weights(point), w)
+
+
 # ---------------------------------------------------------------- label noise
 def test_label_noise_values_and_keys():
     y = jnp.arange(64.0)
@@ -157,6 +183,35 @@ def test_matrix_sensing_loss_vs_numpy():
     exact = {"U": jnp.asarray(u[:, :2] * s[:2]), "V": jnp.asarray(vt[:2].T)}
     assert float(P.matrix_sensing_loss(exact, batch)) == pytest.approx(0.0, abs=1e-20)
     assert float(P.matrix_sensing_test_error(exact, m_star)) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_matrix_completion_data_observes_distinct_entries_of_a_rank_r_matrix():
+    d, rank, n = 6, 2, 20
+    batch, m_star = MS.matrix_completion_data(jax.random.key(4), n, d, rank)
+    a, y, m = np.asarray(batch["a"]), np.asarray(batch["y"]), np.asarray(m_star)
+    positions = []
+    for i in range(n):
+        assert a[i].sum() == 1.0 and set(np.unique(a[i])) == {0.0, 1.0}
+        j, k = np.argwhere(a[i] == 1.0)[0]
+        positions.append((j, k))
+        assert y[i] == m[j, k]
+    assert len(set(positions)) == n
+    assert np.linalg.matrix_rank(m) == rank
+    smaller, _ = MS.matrix_completion_data(jax.random.key(4), 8, d, rank)
+    np.testing.assert_array_equal(np.asarray(smaller["a"]), a[:8])  # nested designs
+    with pytest.raises(ValueError, match="n must be"):
+        MS.matrix_completion_data(jax.random.key(4), d * d + 1, d, rank)
+
+
+def test_matrix_relative_error_and_batched_product():
+    rng = np.random.default_rng(0)
+    m, m_star = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
+    expected = np.sum((m - m_star) ** 2) / np.sum(m_star ** 2)
+    value = MS.matrix_relative_error(jnp.asarray(m), jnp.asarray(m_star))
+    assert float(value) == pytest.approx(expected, rel=1e-13)
+    u, v = rng.normal(size=(2, 3, 5, 4)), rng.normal(size=(2, 3, 5, 4))
+    product = MS.matrix_sensing_product({"U": jnp.asarray(u), "V": jnp.asarray(v)})
+    np.testing.assert_allclose(product, u @ np.swapaxes(v, -1, -2), rtol=1e-12, atol=1e-14)
 
 
 # ---------------------------------------------------------------- classifiers

@@ -14,12 +14,18 @@ from jax import Array
 from jax.typing import ArrayLike
 
 __all__ = [
+    "diagonal_net_balanced_point",
     "diagonal_net_diag_power_trace",
+    "diagonal_net_leaf_root_trace",
+    "diagonal_net_manifold_points",
+    "diagonal_net_pair_blocks",
+    "diagonal_net_pair_root_trace",
     "diagonal_net_hessian_diag_on_manifold",
     "diagonal_net_loss",
     "diagonal_net_predict",
     "diagonal_net_test_loss",
     "diagonal_net_weights",
+    "effective_support",
     "init_diagonal_net",
     "sparse_regression_data",
 ]
@@ -72,6 +78,70 @@ def diagonal_net_diag_power_trace(params: Params, z: ArrayLike, power: float) ->
     """
     diag = diagonal_net_hessian_diag_on_manifold(params, z)
     return sum(jnp.sum(h**power) for h in diag.values())
+
+
+def diagonal_net_balanced_point(w: ArrayLike) -> Params:
+    """The point of smallest Σ(u_j² + v_j²) with u⊙u − v⊙v = w: u = √max(w, 0), v = √max(−w, 0).
+
+    For w = w* (zero residual) a point of Γ where u_j·v_j = 0 (balanced).
+    """
+    w = jnp.asarray(w)
+    return {"u": jnp.sqrt(jnp.maximum(w, 0.0)), "v": jnp.sqrt(jnp.maximum(-w, 0.0))}
+
+
+def diagonal_net_pair_blocks(d: int) -> Params:
+    """Adam-mini's blocks B_j = {u_j, v_j}: block ids shared across the two leaves."""
+    ids = jnp.arange(d, dtype=jnp.int32)
+    return {"u": ids, "v": ids}
+
+
+def diagonal_net_pair_root_trace(params: Params, z: ArrayLike) -> Array:
+    """Σ_B |B|·(mean_{i∈B} H_ii)^{1/2} on Γ for the blocks {u_j, v_j} (Adam-mini, LWL Table 1).
+
+    With Diag(H) = 4m₂⊙(u², v²): Σ_j 2·√(mean(4m₂ⱼu_j², 4m₂ⱼv_j²)) = 2√2 Σ_j √(m₂ⱼ(u_j² + v_j²)).
+    """
+    u, v = params["u"], params["v"]
+    m2 = jnp.mean(jnp.asarray(z) ** 2, axis=0)
+    return 2.0 * jnp.sqrt(2.0) * jnp.sum(jnp.sqrt(m2 * (u**2 + v**2)))
+
+
+def diagonal_net_leaf_root_trace(params: Params, z: ArrayLike) -> Array:
+    """Σ_B |B|·(mean_{i∈B} H_ii)^{1/2} on Γ for the leaves u and v (Adalayer, LWL Table 1).
+
+    d·√(mean_j 4m₂ⱼu_j²) + d·√(mean_j 4m₂ⱼv_j²) = 2√d (√(Σ_j m₂ⱼu_j²) + √(Σ_j m₂ⱼv_j²)).
+    """
+    u, v = params["u"], params["v"]
+    m2 = jnp.mean(jnp.asarray(z) ** 2, axis=0)
+    d = u.shape[-1]
+    return 2.0 * jnp.sqrt(d) * (jnp.sqrt(jnp.sum(m2 * u**2)) + jnp.sqrt(jnp.sum(m2 * v**2)))
+
+
+def diagonal_net_manifold_points(key: Any, z: Array, y: Array, num_points: int, scale: float) -> Params:
+    """Points of Γ = {(u, v): Z(u² − v²) = y} (stacked along a leading axis), constructed exactly.
+
+    Draw u, v ~ N(0, scale²); move w = u² − v² to the nearest w' with Zw' = y
+    (w' = w − Z⁺(Zw − y)); then change one of each pair so that u² − v² = w': u_j ← sgn(u_j)√(w'_j + v_j²)
+    where w'_j + v_j² ≥ 0, else v_j ← sgn(v_j)√(u_j² − w'_j) (then u_j² − w'_j > 0).
+    """
+    d = z.shape[1]
+    draws = scale * jax.random.normal(key, (num_points, 2, d), dtype=z.dtype)
+    u, v = draws[:, 0], draws[:, 1]
+    w = u**2 - v**2
+    w = w - (jnp.linalg.pinv(z) @ (w @ z.T - y).T).T
+    u_fits = w + v**2 >= 0
+    new_u = jnp.where(u_fits, jnp.sign(u) * jnp.sqrt(jnp.where(u_fits, w + v**2, 0.0)), u)
+    new_v = jnp.where(u_fits, v, jnp.sign(v) * jnp.sqrt(jnp.where(u_fits, 0.0, u**2 - w)))
+    return {"u": new_u, "v": new_v}
+
+
+def effective_support(w: ArrayLike) -> Array:
+    """s(w) = ‖w‖₁²/‖w‖₂² over the last axis: 1 for one non-zero entry, m for m equal ones.
+
+    Between 1 and the number of non-zero entries, equal to it when those have equal size: a
+    threshold-free count of the non-zeros (the sparsity of LWL's AdamE-λ solutions).
+    """
+    w = jnp.asarray(w)
+    return jnp.sum(jnp.abs(w), axis=-1) ** 2 / jnp.sum(w**2, axis=-1)
 
 
 def init_diagonal_net(key: Any, d: int, scale: float = 0.1, dtype: Any = None) -> Params:

@@ -2,6 +2,8 @@
 
 Parameters {"U": (d, r), "V": (d, r)}; prediction ŷ_i = ⟨A_i, U Vᵀ⟩_F for sensing matrices
 A_i ∈ ℝ^{d×d}; loss ½·mean_i (ŷ_i − y_i)². Ground truth M* = U* V*ᵀ of rank ``rank``.
+Gaussian sensing (:func:`matrix_sensing_data`) or matrix completion, A_i = e_{j_i}e_{k_i}ᵀ
+(:func:`matrix_completion_data`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from jax.typing import ArrayLike
 
 __all__ = [
     "init_matrix_sensing",
+    "matrix_completion_data",
+    "matrix_relative_error",
     "matrix_sensing_data",
     "matrix_sensing_loss",
     "matrix_sensing_predict",
+    "matrix_sensing_product",
     "matrix_sensing_test_error",
 ]
 
@@ -37,11 +42,21 @@ def matrix_sensing_loss(params: Params, batch: Batch) -> Array:
     return 0.5 * jnp.mean(residual**2)
 
 
+def matrix_sensing_product(params: Params) -> Array:
+    """M = U Vᵀ, for factors with any leading (batch) axes: U (..., d, r), V (..., d, r)."""
+    return jnp.einsum("...ir,...jr->...ij", params["U"], params["V"])
+
+
+def matrix_relative_error(m: ArrayLike, m_star: ArrayLike) -> Array:
+    """‖M − M*‖_F² / ‖M*‖_F² for one matrix M."""
+    m_star = jnp.asarray(m_star)
+    diff = jnp.asarray(m) - m_star
+    return jnp.sum(diff**2) / jnp.sum(m_star**2)
+
+
 def matrix_sensing_test_error(params: Params, m_star: ArrayLike) -> Array:
     """Relative recovery error ‖U Vᵀ − M*‖_F² / ‖M*‖_F²."""
-    m_star = jnp.asarray(m_star)
-    diff = params["U"] @ params["V"].T - m_star
-    return jnp.sum(diff**2) / jnp.sum(m_star**2)
+    return matrix_relative_error(params["U"] @ params["V"].T, m_star)
 
 
 def init_matrix_sensing(
@@ -83,3 +98,19 @@ def matrix_sensing_data(
     if noise_std:
         y = y + noise_std * jax.random.normal(k_n, (n,), dtype=dtype)
     return {"a": a, "y": y}, m_star
+
+
+def matrix_completion_data(key: Any, n: int, d: int, rank: int) -> tuple[Batch, Array]:
+    """Matrix completion as sensing: A_i = e_{j_i}e_{k_i}ᵀ for n distinct uniformly drawn entries.
+
+    Returns ({"a": (n, d, d), "y": (n,)}, M*), y_i = M*_{j_i k_i}; M* is drawn as in
+    :func:`matrix_sensing_data` (U*V*ᵀ/√d, rank ``rank``). The entries are the first n of a
+    random permutation of the d² positions, so smaller n give nested subsets.
+    """
+    if not 1 <= n <= d * d:
+        raise ValueError(f"n must be in [1, d²={d * d}], got n={n!r}")
+    k_m, k_e = jax.random.split(key)
+    _, m_star = matrix_sensing_data(k_m, 1, d, rank)
+    entries = jax.random.permutation(k_e, d * d)[:n]
+    a = jax.nn.one_hot(entries, d * d, dtype=m_star.dtype).reshape(n, d, d)
+    return {"a": a, "y": m_star.reshape(-1)[entries]}, m_star
