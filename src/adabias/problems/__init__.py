@@ -1,4 +1,4 @@
-"""The papers' loss landscapes, models and data (layer 5 of the architecture)."""
+"""The papers' loss landscapes, models, their math and data (layer 5 of the architecture)."""
 
 from adabias.problems.bilinear import (
     BILINEAR_START,
@@ -7,6 +7,10 @@ from adabias.problems.bilinear import (
     bilinear_landscape,
     bilinear_loss,
     bilinear_min_one_norm_point,
+    bilinear_minimum_set,
+    bilinear_one_norm_per_residual,
+    bilinear_residual,
+    bilinear_sign_flow_limit,
 )
 from adabias.problems.classifiers import (
     accuracy,
@@ -15,27 +19,45 @@ from adabias.problems.classifiers import (
     cross_entropy_loss,
     init_cnn,
     init_mlp,
+    make_classifier,
     mlp_apply,
 )
-from adabias.problems.data import CIFAR_SPECS, CifarSpec, default_data_root, load_cifar, load_digits
+from adabias.problems.data import (
+    CIFAR_SPECS,
+    CifarSpec,
+    default_data_root,
+    load_cifar,
+    load_digits,
+)
 from adabias.problems.diagonal_net import (
+    diagonal_net_balanced_point,
     diagonal_net_diag_power_trace,
     diagonal_net_hessian_diag_on_manifold,
+    diagonal_net_leaf_root_trace,
     diagonal_net_loss,
+    diagonal_net_manifold_points,
+    diagonal_net_pair_blocks,
+    diagonal_net_pair_root_trace,
     diagonal_net_predict,
     diagonal_net_test_loss,
     diagonal_net_weights,
+    effective_support,
     init_diagonal_net,
     sparse_regression_data,
 )
 from adabias.problems.matrix_sensing import (
     init_matrix_sensing,
+    matrix_completion_data,
+    matrix_relative_error,
     matrix_sensing_data,
     matrix_sensing_loss,
     matrix_sensing_predict,
+    matrix_sensing_product,
     matrix_sensing_test_error,
 )
-from adabias.problems.noise import label_noise
+from adabias.problems.noise import (
+    label_noise,
+)
 from adabias.problems.sinh_regression import (
     sinh_regression_data,
     sinh_regression_hessian_diag_on_manifold,
@@ -54,16 +76,26 @@ __all__ = [
     "bilinear_landscape",
     "bilinear_loss",
     "bilinear_min_one_norm_point",
+    "bilinear_minimum_set",
+    "bilinear_one_norm_per_residual",
+    "bilinear_residual",
+    "bilinear_sign_flow_limit",
     "classifier_loss",
     "cnn_apply",
     "cross_entropy_loss",
     "default_data_root",
+    "diagonal_net_balanced_point",
     "diagonal_net_diag_power_trace",
     "diagonal_net_hessian_diag_on_manifold",
+    "diagonal_net_leaf_root_trace",
     "diagonal_net_loss",
+    "diagonal_net_manifold_points",
+    "diagonal_net_pair_blocks",
+    "diagonal_net_pair_root_trace",
     "diagonal_net_predict",
     "diagonal_net_test_loss",
     "diagonal_net_weights",
+    "effective_support",
     "init_cnn",
     "init_diagonal_net",
     "init_matrix_sensing",
@@ -71,9 +103,13 @@ __all__ = [
     "label_noise",
     "load_cifar",
     "load_digits",
+    "make_classifier",
+    "matrix_completion_data",
+    "matrix_relative_error",
     "matrix_sensing_data",
     "matrix_sensing_loss",
     "matrix_sensing_predict",
+    "matrix_sensing_product",
     "matrix_sensing_test_error",
     "mlp_apply",
     "sinh_regression_data",
