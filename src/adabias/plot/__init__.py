@@ -5,7 +5,8 @@ functions (or editing them here), never editing an experiment. Figures are retur
 shown or saved: ``figure.savefig(...)`` is the caller's choice.
 
 - :func:`panels` — a grid of axes with the package's style.
-- :data:`SYMBOLS` — hyperparameter names as they are written in the papers (h, β, ρ, ε, λ).
+- :data:`SYMBOLS` — hyperparameter names as they are written in the papers (h, β, ρ, ε, λ);
+  the table lives in :mod:`adabias.studies.symbols`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+
+from adabias.studies.symbols import SYMBOLS  # noqa: E402  (the one table, re-exported)
 
 plt.rcParams.update({
     "figure.dpi": 100,
@@ -25,19 +28,6 @@ plt.rcParams.update({
     "xtick.labelsize": 8,
     "ytick.labelsize": 8,
 })
-
-#: The hyperparameters' symbols in the papers' notation (CKS: h, β, ρ, ε; LWL: η, β₁, β₂, λ),
-#: keyed by the names adabias uses for them.
-SYMBOLS = {
-    "learning_rate": "h",
-    "beta1": "β",
-    "beta2": "ρ",
-    "beta": "β",
-    "rho": "ρ",
-    "eps": "ε",
-    "lam": "λ",
-}
-
 
 def panels(rows: int, cols: int, *, width: float = 3.2, height: float = 2.6, **kwargs):
     """A figure with a rows × cols grid of axes (always a 2-d array) and tight layout."""

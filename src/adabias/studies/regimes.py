@@ -22,7 +22,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from adabias.plot import SYMBOLS
+from adabias.studies.symbols import SYMBOLS
 from adabias.studies.classifiers import (ClassifierSweepSettings, RegimeCriteria, RegimeRules,
                                          SweepCurves, SweepSpec, seed_mean)
 from adabias.studies.curves import first_index_below
