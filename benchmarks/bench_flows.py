@@ -34,13 +34,13 @@ from adabias.measures import hvp  # noqa: E402
 # --- 1. full-batch right-hand side over one gradient ---------------------------------------------
 
 
-def euler_scan(direction, params, num_steps: int, dt: float = 1e-6):
-    """θ ← θ + dt·direction(θ), ``num_steps`` times inside one jitted lax.scan."""
+def euler_scan(field, params, num_steps: int, dt: float = 1e-6):
+    """θ ← θ + dt·f(0, θ), ``num_steps`` times inside one jitted lax.scan (f autonomous)."""
 
     @jax.jit
     def go(params):
         def body(p, _):
-            d = direction(p)
+            d = field(0.0, p)
             return jax.tree.map(lambda a, b: a + dt * b, p, d), None
 
         return jax.lax.scan(body, params, None, length=num_steps)[0]
@@ -69,7 +69,7 @@ def rhs_rows(repeats: int, scale: int) -> list[dict]:
     rows = []
     for name, (loss_fn, params, steps) in rhs_problems().items():
         steps *= scale
-        gradient = lambda p, f=loss_fn: jax.tree.map(jnp.negative, jax.grad(f)(p))
+        gradient = lambda t, p, args=None, f=loss_fn: jax.tree.map(jnp.negative, jax.grad(f)(p))
         runs = {"gradient": euler_scan(gradient, params, steps)}
         for order in (1, 0):
             field = flows.adam_full_batch(loss_fn, 1e-3, 0.9, 0.999, 1e-8, order=order)

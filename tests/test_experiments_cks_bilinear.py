@@ -80,10 +80,11 @@ def test_order_one_field_with_zero_step_is_the_order_zero_field():
     points = jax.random.uniform(jax.random.key(5), (6, 2), minval=0.2, maxval=3.0)
 
     def velocity(h, theta):
-        return flows.adam_full_batch(bilinear_loss, h, 0.95, 0.9, 1e-6, order=1)(theta)
+        return flows.adam_full_batch(bilinear_loss, h, 0.95, 0.9, 1e-6, order=1)(0.0, theta, None)
 
     zero = jax.vmap(velocity)(jnp.zeros(len(points)), points)
-    order0 = jax.vmap(flows.adam_full_batch(bilinear_loss, 1e-2, 0.95, 0.9, 1e-6, order=0))(points)
+    order0_field = flows.adam_full_batch(bilinear_loss, 1e-2, 0.95, 0.9, 1e-6, order=0)
+    order0 = jax.vmap(lambda p: order0_field(0.0, p, None))(points)
     np.testing.assert_allclose(np.asarray(zero), np.asarray(order0), rtol=1e-14, atol=0)
 
 

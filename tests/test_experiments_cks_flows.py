@@ -1,4 +1,4 @@
-"""cks.flow_order, cks.thm31, cks.example23 and flows.solve_steps.
+"""cks.flow_order, cks.thm31, cks.example23, flows.solve_steps and flows.step_counts.
 
 solve_steps against closed-form solutions (smooth and piecewise fields, vmap and lax.map);
 Example 2.3's correspondence (Adam with large ε = heavy ball with step h(1−β)/√ε; the time
@@ -19,9 +19,9 @@ jax.config.update("jax_enable_x64", True)
 
 import adabias as ab  # noqa: E402
 from adabias import flows  # noqa: E402
-from adabias.experiments import REGISTRY  # noqa: E402
-from adabias.experiments import cks_example23, cks_flow_order  # noqa: E402
-from adabias.flows.minibatch import step_index  # noqa: E402
+from adabias.experiments import REGISTRY, Tiers  # noqa: E402
+from adabias.experiments import cks_example23  # noqa: E402
+from adabias.flows import PiecewiseField, step_index  # noqa: E402
 from adabias.report import run_experiments  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def test_solve_steps_matches_the_exponential_for_each_step_size():
     step_sizes, counts, rates = [0.1, 0.05, 0.025], [3, 10, 7], [1.0, 2.0, 0.5]
     theta0 = {"u": jnp.array([1.0, -2.0]), "v": jnp.array(3.0)}
     solutions = flows.solve_steps(
-        lambda h, a: (lambda y: jax.tree.map(lambda x: -a * (1.0 + h) * x, y)),
+        lambda h, a: (lambda t, y, args: jax.tree.map(lambda x: -a * (1.0 + h) * x, y)),
         theta0, step_sizes, counts, hyper={"a": rates})
     for h, n, a, sol in zip(step_sizes, counts, rates, solutions):
         decay = np.exp(-a * (1 + h) * h * np.arange(n + 1))
@@ -45,15 +45,15 @@ def test_solve_steps_piecewise_field_matches_the_product_of_exponentials():
     # rate n + 1 on [nh, (n+1)h): θ(t_n) = exp(−h Σ_{k<n} (k + 1)); solves one after another
     step_sizes, counts = [0.1, 0.04], [6, 15]
     solutions = flows.solve_steps(
-        lambda h: (lambda t, y: -(step_index(t, h) + 1.0) * y), jnp.array(1.0), step_sizes,
-        counts, piecewise=True, sequential=True)
+        lambda h: PiecewiseField(lambda t, y, args: -(step_index(t, h) + 1.0) * y, h),
+        jnp.array(1.0), step_sizes, counts, sequential=True)
     for h, n, sol in zip(step_sizes, counts, solutions):
         expected = np.exp(-h * np.cumsum(np.r_[0, np.arange(1, n + 1)]))
         np.testing.assert_allclose(sol, expected, rtol=1e-9)
 
 
 def test_solve_steps_rejects_bad_arguments():
-    field = lambda h: (lambda y: -y)
+    field = lambda h: (lambda t, y, args: -y)
     with pytest.raises(ValueError, match="equal length"):
         flows.solve_steps(field, jnp.array(1.0), [0.1, 0.2], [3])
     with pytest.raises(ValueError, match="positive"):
@@ -64,11 +64,11 @@ def test_solve_steps_rejects_bad_arguments():
 
 
 def test_step_counts_require_whole_steps_and_epochs():
-    assert cks_flow_order.step_counts([0.1, 0.05], 0.6, multiple=3) == [6, 12]
+    assert flows.step_counts([0.1, 0.05], 0.6, multiple=3) == [6, 12]
     with pytest.raises(ValueError, match="horizon"):
-        cks_flow_order.step_counts([0.07], 0.6)
+        flows.step_counts([0.07], 0.6)
     with pytest.raises(ValueError, match="multiple of 3"):
-        cks_flow_order.step_counts([0.15], 0.6, multiple=3)
+        flows.step_counts([0.15], 0.6, multiple=3)
 
 
 # --- Example 2.3: Adam with large ε is heavy ball; the time change ----------------------------
@@ -114,15 +114,17 @@ def test_heavy_ball_flow_in_adam_time_is_the_large_eps_flow():
         hessian = np.asarray(jax.hessian(ab.problems.bilinear_loss)(theta))
         root = np.sqrt(eps)
         explicit = -(g + h / (2 * root) * (1 + beta) / (1 - beta) * hessian @ g) / root
-        np.testing.assert_allclose(eta / h * np.asarray(heavy_ball(theta)), explicit, rtol=1e-12)
-        np.testing.assert_allclose(np.asarray(large_eps(theta)), explicit, rtol=1e-12)
+        np.testing.assert_allclose(eta / h * np.asarray(heavy_ball(0.0, theta)), explicit,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(large_eps(0.0, theta)), explicit, rtol=1e-12)
 
 
 # --- the experiments on tiny settings ----------------------------------------------------------
 
 def _run_tiny(tmp_path, experiment_id, **settings):
     exp = REGISTRY[experiment_id]
-    tiny = dataclasses.replace(exp, quick={**exp.quick, **settings})
+    quick = dataclasses.replace(exp.tiers.quick, **settings)
+    tiny = dataclasses.replace(exp, tiers=Tiers(quick=quick, medium=quick, full=quick))
     (record,) = run_experiments([tiny], tmp_path, progress=False, version="test")
     assert record.status == "ran", record.error
     assert {c["id"] for c in record.claims} == set(exp.claims)
@@ -146,10 +148,9 @@ def _redecided(step_sizes, errors, expected, points, tolerance):
 
 @pytest.mark.slow
 def test_flow_order_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
-    record = _run_tiny(tmp_path, "cks.flow_order", step_sizes=[2e-3, 1e-3, 5e-4],
-                       asymptotic_points=3,
-                       models={"bilinear": {"beta": 0.9, "rho": 0.95, "eps": 1e-6, "horizon": 0.1},
-                               "tanh_net": {"beta": 0.9, "rho": 0.95, "eps": 1e-3, "horizon": 0.1}})
+    record = _run_tiny(tmp_path, "cks.flow_order", step_sizes=(2e-3, 1e-3, 5e-4),
+                       asymptotic_points=3, beta=0.9, rho=0.95, bilinear_eps=1e-6,
+                       tanh_net_eps=1e-3, horizon=0.1)
     claims = {c["id"]: c for c in record.claims}
     rmsprop_held = []
     for model in ("bilinear", "tanh_net"):
@@ -168,7 +169,7 @@ def test_flow_order_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
 
 @pytest.mark.slow
 def test_thm31_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
-    record = _run_tiny(tmp_path, "cks.thm31", step_sizes=[0.04, 0.02], horizon=0.48,
+    record = _run_tiny(tmp_path, "cks.thm31", step_sizes=(0.04, 0.02), horizon=0.48,
                        asymptotic_points=2, single_batch_steps=90)
     claims = {c["id"]: c for c in record.claims}
     table = _csv(tmp_path / "data/cks.thm31.orders.csv")
@@ -186,7 +187,7 @@ def test_thm31_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
 
 
 def test_example23_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
-    record = _run_tiny(tmp_path, "cks.example23", lr_over_root_eps=[2.5e-3, 1.25e-3, 6.25e-4],
+    record = _run_tiny(tmp_path, "cks.example23", lr_over_root_eps=(2.5e-3, 1.25e-3, 6.25e-4),
                        asymptotic_points=3)
     claims = {c["id"]: c for c in record.claims}
     table = _csv(tmp_path / "data/cks.example23.errors.csv")

@@ -20,7 +20,7 @@ from adabias.flows.fields import (
     gd_modified,
     heavy_ball_modified,
 )
-from adabias.flows.solve import fit_order, global_error, solve
+from adabias.flows import fit_order, global_error, solve
 
 jax.config.update("jax_enable_x64", True)
 
@@ -69,7 +69,7 @@ def test_fields_match_explicit_hessian_formulas():
         "adam": adam_full_batch(loss, H, BETA, RHO, eps),
     }
     for name, field in fields.items():
-        out = jax.jit(field)(PARAMS)
+        out = jax.jit(field)(0.0, PARAMS)
         assert jax.tree.structure(out) == jax.tree.structure(PARAMS), name
         np.testing.assert_allclose(flat(out), expected[name], rtol=1e-12, atol=1e-12, err_msg=name)
 
@@ -90,17 +90,17 @@ def test_derivative_terms_match_finite_differences_of_gradient_norms():
     fd_sq = central_gradient(lambda y: float(jnp.sum(grad(y) ** 2)), np.asarray(x))
     fd_one = central_gradient(lambda y: float(jnp.sum(jnp.sqrt(grad(y) ** 2 + eps))), np.asarray(x))
     # GD: f = −(∇E + (h/4)∇‖∇E‖²)
-    from_gd = -(4 / H) * (flat(gd_modified(loss, H)(PARAMS)) + g)
+    from_gd = -(4 / H) * (flat(gd_modified(loss, H)(0.0, PARAMS)) + g)
     np.testing.assert_allclose(from_gd, fd_sq, rtol=1e-7, atol=1e-8)
     # heavy ball: f = −∇E/(1−β) − h(1+β)/(4(1−β)³)∇‖∇E‖²
-    hb = flat(heavy_ball_modified(loss, H, BETA)(PARAMS))
+    hb = flat(heavy_ball_modified(loss, H, BETA)(0.0, PARAMS))
     from_hb = -(hb + g / (1 - BETA)) * 4 * (1 - BETA) ** 3 / (H * (1 + BETA))
     np.testing.assert_allclose(from_hb, fd_sq, rtol=1e-7, atol=1e-8)
     # Adam: bias = (h/2) c ∇‖∇E‖₁,ε ; and the full field recombines it
     coefficient = flat(adam_bias_coefficient(jax.grad(loss)(PARAMS), BETA, RHO, eps))
-    bias = flat(adam_bias(loss, H, BETA, RHO, eps)(PARAMS))
+    bias = flat(adam_bias(loss, H, BETA, RHO, eps)(0.0, PARAMS))
     np.testing.assert_allclose(2 * bias / (H * coefficient), fd_one, rtol=1e-7, atol=1e-8)
-    adam = flat(adam_full_batch(loss, H, BETA, RHO, eps)(PARAMS))
+    adam = flat(adam_full_batch(loss, H, BETA, RHO, eps)(0.0, PARAMS))
     np.testing.assert_allclose(-adam * np.sqrt(g**2 + eps) - g, bias, rtol=1e-12, atol=1e-14)
 
 
@@ -123,8 +123,8 @@ def relative(a, b):
 
 
 def test_large_eps_limit_is_approached_by_the_full_field():
-    errors = [relative(adam_full_batch(loss, H, BETA, RHO, eps)(PARAMS),
-                       adam_large_eps_limit(loss, H, BETA, eps)(PARAMS))
+    errors = [relative(adam_full_batch(loss, H, BETA, RHO, eps)(0.0, PARAMS),
+                       adam_large_eps_limit(loss, H, BETA, eps)(0.0, PARAMS))
               for eps in (1e2, 1e4, 1e6)]
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-5
@@ -134,8 +134,8 @@ def test_large_eps_limit_is_approached_by_the_full_field():
 def test_small_eps_limit_is_approached_by_the_full_field():
     g, _, _, _ = explicit()
     assert np.min(np.abs(g)) > 0.1
-    limit = adam_small_eps_limit(loss, H, BETA, RHO)(PARAMS)
-    errors = [relative(adam_full_batch(loss, H, BETA, RHO, eps)(PARAMS), limit)
+    limit = adam_small_eps_limit(loss, H, BETA, RHO)(0.0, PARAMS)
+    errors = [relative(adam_full_batch(loss, H, BETA, RHO, eps)(0.0, PARAMS), limit)
               for eps in (1e-4, 1e-6, 1e-8)]
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-6

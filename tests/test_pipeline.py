@@ -114,7 +114,7 @@ def test_table1_limits_and_signs_hold():
     error = np.asarray(result.data["limits"]["small_eps_error_b0.95_r0.9"])
     slope = np.polyfit(np.log(eps[:6]), np.log(error[:6]), 1)[0]
     assert slope == pytest.approx(1.0, abs=0.05)
-    assert cks_table1.SETTINGS["cells"][0][0] > cks_table1.SETTINGS["cells"][0][1]
+    assert cks_table1.SETTINGS.cells[0][0] > cks_table1.SETTINGS.cells[0][1]
 
 
 def test_registry_holds_every_experiment_of_both_papers_in_their_order():

@@ -29,32 +29,53 @@ iterates they are compared with):
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.ticker import NullFormatter
 
 import adabias as ab
 from adabias import flows
 from adabias._validation import require_x64
-from adabias.experiments.base import Context, Result, experiment, make_claim
-from adabias.experiments.cks_flow_order import (ASYMPTOTIC_POINTS, SLOPE_TOLERANCE, decide_order,
-                                                asymptotic_fit, errors, iterates, plot_orders,
-                                                step_counts, switch_field)
-from adabias.experiments.plotting import panels
+from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
+from adabias.plot import panels
+from adabias.plot.orders import OrderCurve, error_against_h, legend_below, log_h_axis
 
-QUICK = {
-    "start": [0.9, 0.6],
-    "beta": 0.9, "rho": 0.999, "eps": 1e12,
-    "horizon": 1.0,  # in units of t/√ε (the leading-order flow θ' = −∇E)
-    "lr_over_root_eps": [2.5e-3 * 2.0**-k for k in range(5)],
-    "asymptotic_points": ASYMPTOTIC_POINTS,
-    "slope_tolerance": SLOPE_TOLERANCE,
-    "rescaling_tolerance": 1e-8,
-}
-FULL = dict(QUICK, lr_over_root_eps=[2.5e-3 * 2.0**-k for k in range(8)])
+
+@dataclasses.dataclass(frozen=True)
+class Example23Settings:
+    start: tuple[float, float] = (0.9, 0.6)   # θ⁽⁰⁾ on the bilinear model
+    beta: float = 0.9                         # β (Adam's and heavy ball's momentum)
+    rho: float = 0.999                        # ρ (Adam)
+    eps: float = 1e12                         # ε ≫ ∇E²: the large-ε regime
+    horizon: float = 1.0                      # in units of t/√ε (the leading-order flow θ' = −∇E)
+    lr_over_root_eps: tuple[float, ...] = tuple(2.5e-3 * 2.0**-k for k in range(5))   # h/√ε
+    asymptotic_points: int = flows.ASYMPTOTIC_POINTS   # the order is fitted on the smallest h
+    slope_tolerance: float = flows.SLOPE_TOLERANCE     # |slope − 2| below this: held
+    rescaling_tolerance: float = 1e-8         # (2.7) against heavy ball's flow: solver tolerance
+
+
+FULL = dataclasses.replace(Example23Settings(),
+                           lr_over_root_eps=tuple(2.5e-3 * 2.0**-k for k in range(8)))
+TIERS = Tiers(quick=Example23Settings(), medium=FULL, full=FULL)
+
+
+class Example23Record(NamedTuple):
+    lr_over_root_eps: np.ndarray                   # ν = h/√ε: GD's step
+    adam_step: np.ndarray                          # h
+    heavy_ball_step: np.ndarray                    # η = h(1−β)/√ε
+    num_steps: np.ndarray                          # N = horizon·√ε/h
+    adam_vs_large_eps_flow: np.ndarray             # global errors …
+    adam_beta0_vs_gd_flow: np.ndarray
+    gd_vs_gd_flow: np.ndarray
+    heavy_ball_vs_heavy_ball_flow: np.ndarray
+    large_eps_flow_vs_heavy_ball_flow: np.ndarray  # the time change (flow against flow)
+    heavy_ball_predicted_offset: np.ndarray        # ηβ/(1−β)²‖∇E(θ⁰)‖∞
+    gradient_squared_over_eps_at_start: np.ndarray
+
 
 _LARGE_EPS, _HEAVY_BALL, _GD = 0, 1, 2
 
@@ -64,54 +85,123 @@ def heavy_ball_step(learning_rate: float, beta: float, eps: float) -> float:
     return learning_rate * (1.0 - beta) / math.sqrt(eps)
 
 
-def _fields(loss_fn, eps: float):
+def measure(settings: Example23Settings, context: Context) -> Example23Record:
+    require_x64("cks.example23")
+    loss_fn = ab.problems.bilinear_loss
+    params0 = jnp.asarray(settings.start)
+    beta, rho, eps = settings.beta, settings.rho, settings.eps
+    nu = [float(v) for v in settings.lr_over_root_eps]          # h/√ε: GD's step
+    adam_steps = [v * math.sqrt(eps) for v in nu]                # h
+    hb_steps = [heavy_ball_step(h, beta, eps) for h in adam_steps]   # η = h(1−β)/√ε
+    counts = flows.step_counts(nu, settings.horizon)              # N = τ√ε/h
+    k = len(nu)
+    adam, adam0 = flows.iterates_per_step_size(
+        lambda learning_rate, beta1: ab.optim.adam(learning_rate, beta1, rho, eps),
+        loss_fn, params0, adam_steps, counts, grid={"beta1": [beta, 0.0]})
+    (heavy_ball,) = flows.iterates_per_step_size(
+        lambda learning_rate: ab.optim.heavy_ball(learning_rate, beta),
+        loss_fn, params0, hb_steps, counts)
+    (gd,) = flows.iterates_per_step_size(lambda learning_rate: ab.optim.gd(learning_rate),
+                                         loss_fn, params0, nu, counts)
+
     def make_field(h, which, beta):
-        return switch_field([flows.adam_large_eps_limit(loss_fn, h, beta, eps),
+        return flows.switch([flows.adam_large_eps_limit(loss_fn, h, beta, eps),
                              flows.heavy_ball_modified(loss_fn, h, beta),
                              flows.gd_modified(loss_fn, h)], which)
 
-    return make_field
-
-
-def _study(settings: dict) -> dict:
-    loss_fn = ab.problems.bilinear_loss
-    params0 = jnp.asarray(settings["start"])
-    beta, rho, eps = settings["beta"], settings["rho"], settings["eps"]
-    nu = [float(v) for v in settings["lr_over_root_eps"]]      # h/√ε: GD's step
-    adam_steps = [v * math.sqrt(eps) for v in nu]              # h
-    hb_steps = [heavy_ball_step(h, beta, eps) for h in adam_steps]  # η = h(1−β)/√ε
-    counts = step_counts(nu, settings["horizon"])               # N = τ√ε/h
-    k = len(nu)
-    adam, adam0 = iterates(
-        lambda learning_rate, beta1: ab.optim.adam(learning_rate, beta1, rho, eps),
-        ab.problems.bilinear_loss, params0, adam_steps, counts, variant=("beta1", [beta, 0.0]))
-    (heavy_ball,) = iterates(lambda learning_rate: ab.optim.heavy_ball(learning_rate, beta),
-                             loss_fn, params0, hb_steps, counts)
-    (gd,) = iterates(lambda learning_rate: ab.optim.gd(learning_rate), loss_fn, params0, nu, counts)
     solutions = flows.solve_steps(
-        _fields(loss_fn, eps), params0, adam_steps + hb_steps + nu, counts * 3,
+        make_field, params0, adam_steps + hb_steps + nu, counts * 3,
         hyper={"which": [_LARGE_EPS] * k + [_HEAVY_BALL] * k + [_GD] * k, "beta": [beta] * (3 * k)},
         rtol=1e-13, atol=1e-15)  # GD's errors reach ~1e-10 at the smallest --full steps
     large_eps, hb_flow, gd_flow = solutions[:k], solutions[k:2 * k], solutions[2 * k:]
     gradient = np.abs(np.asarray(jax.grad(loss_fn)(params0)))
-    return {
-        "lr_over_root_eps": np.asarray(nu), "adam_step": np.asarray(adam_steps),
-        "heavy_ball_step": np.asarray(hb_steps), "num_steps": np.asarray(counts),
-        "adam_vs_large_eps_flow": errors(large_eps, adam),
-        "adam_beta0_vs_gd_flow": errors(gd_flow, adam0),
-        "gd_vs_gd_flow": errors(gd_flow, gd),
-        "heavy_ball_vs_heavy_ball_flow": errors(hb_flow, heavy_ball),
-        "large_eps_flow_vs_heavy_ball_flow": errors(large_eps, hb_flow),
+    return Example23Record(
+        lr_over_root_eps=np.asarray(nu), adam_step=np.asarray(adam_steps),
+        heavy_ball_step=np.asarray(hb_steps), num_steps=np.asarray(counts),
+        adam_vs_large_eps_flow=flows.global_errors(large_eps, adam),
+        adam_beta0_vs_gd_flow=flows.global_errors(gd_flow, adam0),
+        gd_vs_gd_flow=flows.global_errors(gd_flow, gd),
+        heavy_ball_vs_heavy_ball_flow=flows.global_errors(hb_flow, heavy_ball),
+        large_eps_flow_vs_heavy_ball_flow=flows.global_errors(large_eps, hb_flow),
         # leading offset of zero-initial-momentum heavy ball, in θ: η β/(1−β)² ‖∇E(θ⁰)‖∞
-        "heavy_ball_predicted_offset": np.asarray(hb_steps) * beta / (1 - beta) ** 2 * gradient.max(),
-        "gradient_squared_over_eps_at_start": np.full(k, gradient.max() ** 2 / eps),
-    }
+        heavy_ball_predicted_offset=np.asarray(hb_steps) * beta / (1 - beta) ** 2 * gradient.max(),
+        gradient_squared_over_eps_at_start=np.full(k, gradient.max() ** 2 / eps),
+    )
 
 
-@experiment(
+def decide(settings: Example23Settings, record: Example23Record) -> Decision:
+    nu = record.lr_over_root_eps.tolist()
+    points, tolerance = settings.asymptotic_points, settings.slope_tolerance
+    order_two = lambda errors: flows.decide_order(nu, errors, 2.0, points=points,
+                                                  tolerance=tolerance)
+    rescaling = float(np.max(record.large_eps_flow_vs_heavy_ball_flow))
+    verdicts = [Verdict("cks.example23.rescaling", rescaling < settings.rescaling_tolerance,
+                        {"max_difference": rescaling, "tolerance": settings.rescaling_tolerance,
+                         "per_step_size": record.large_eps_flow_vs_heavy_ball_flow})]
+    held, numbers = order_two(record.adam_vs_large_eps_flow)
+    verdicts.append(Verdict("cks.example23.adam", held,
+                            {**numbers, "adam_step_sizes": record.adam_step}))
+    held_adam0, adam0 = order_two(record.adam_beta0_vs_gd_flow)
+    held_gd, gd = order_two(record.gd_vs_gd_flow)
+    verdicts.append(Verdict("cks.example23.gd", held_adam0 and held_gd,
+                            {"adam_beta0": adam0, "gd": gd}))
+
+    hb_slope = flows.asymptotic_fit(nu, record.heavy_ball_vs_heavy_ball_flow, points).order
+    ratio = record.heavy_ball_vs_heavy_ball_flow[-1] / record.heavy_ball_predicted_offset[-1]
+    notes = [
+        f"ε = {settings.eps:g} so that the large-ε form is exact far below the errors measured: "
+        f"|∇E(θ⁰)|²/ε = {record.gradient_squared_over_eps_at_start[0]:.1e}. Adam's step is "
+        f"h = (h/√ε)·√ε = {', '.join(f'{h:g}' for h in record.adam_step)}; T = horizon·√ε.",
+        f"Heavy ball with zero initial momentum against its modified flow: slope {hb_slope:.3f} "
+        f"(O(h), no O(h²) claim): at the smallest step its error is {ratio:.2f}× the predicted "
+        "offset ηβ/(1−β)²‖∇E(θ⁰)‖∞ of its short first steps. Bias-corrected Adam has no such "
+        "offset (m̂⁽¹⁾ = ∇E(θ⁽⁰⁾)); Adam without bias correction is heavy ball and has it.",
+        f"Orders: slopes on the {points} smallest h/√ε, claim when |slope − 2| < {tolerance}.",
+    ]
+    return Decision(verdicts, notes)
+
+
+def plot(settings: Example23Settings, record: Example23Record) -> dict:
+    nu = record.lr_over_root_eps.tolist()
+    beta = settings.beta
+    curve = lambda errors, style: OrderCurve(
+        errors, flows.asymptotic_fit(nu, errors, settings.asymptotic_points).order, style)
+    figure, axes = panels(1, 2, width=4.8, height=4.6)
+    error_against_h(axes[0, 0], nu, {
+        f"Adam β={beta} vs (2.7)": curve(record.adam_vs_large_eps_flow,
+                                         dict(marker="o", color="C0")),
+        "Adam β=0 vs GD flow": curve(record.adam_beta0_vs_gd_flow, dict(marker="s", color="C2")),
+        "GD vs GD flow": curve(record.gd_vs_gd_flow, dict(marker="x", color="C3", ls="--")),
+        f"heavy ball β={beta} (v₀=0) vs its flow": curve(record.heavy_ball_vs_heavy_ball_flow,
+                                                        dict(marker="^", color="C1")),
+    }, xlabel="h/√ε (GD's step; heavy ball's is (1−β)h/√ε)")
+    axes[0, 0].set_title(f"bilinear, θ⁽⁰⁾ = {tuple(settings.start)}, ε = {settings.eps:g}, "
+                         f"ρ = {settings.rho}, horizon t/√ε = {settings.horizon}")
+    ax = axes[0, 1]
+    ax.loglog(nu, record.large_eps_flow_vs_heavy_ball_flow, "o-", color="C0",
+              label="(2.7) at t = nh vs heavy-ball flow at s = nη")
+    ax.loglog(nu, record.heavy_ball_vs_heavy_ball_flow, "^-", color="C1",
+              label="heavy ball vs its flow (for scale)")
+    ax.loglog(nu, record.heavy_ball_predicted_offset, ":", color="C1",
+              label="predicted offset ηβ/(1−β)²‖∇E(θ⁰)‖∞")
+    ax.axhline(settings.rescaling_tolerance, color="0.5", ls="--", label="tolerance 1e-8")
+    log_h_axis(ax)
+    ax.set_xlabel("h/√ε")
+    ax.set_ylabel("sup over n of max-norm difference")
+    ax.set_title("time change t = s·√ε/(1−β): the two flows coincide")
+    legend_below(ax)
+    figure.suptitle("CKS Example 2.3: large-ε Adam, heavy ball and GD against their modified flows")
+    return {"example23": figure}
+
+
+def tables(settings: Example23Settings, record: Example23Record) -> dict:
+    return {"errors": record._asdict()}
+
+
+EXPERIMENT = Experiment(
     id="cks.example23", paper="CKS",
     title="Example 2.3: Adam with large ε, heavy ball and GD against their modified flows",
-    quick=QUICK, full=FULL,
+    tiers=TIERS,
     claims={
         "cks.example23.rescaling": "Heavy ball's modified flow with step h(1−β)/√ε and momentum "
             "β, solved in its own time s = nh(1−β)/√ε, equals (2.7) in Adam's time t = nh "
@@ -123,68 +213,4 @@ def _study(settings: dict) -> dict:
             "tracked by Barrett–Dherin's flow θ̇ = −∇(E + (h/4)‖∇E‖²) with global error O(h²) "
             "(both fitted slopes within 0.3 of 2).",
     },
-)
-def run(settings: dict, context: Context) -> Result:
-    require_x64("cks.example23")
-    study = _study(settings)
-    nu = study["lr_over_root_eps"].tolist()
-    points, tolerance = settings["asymptotic_points"], settings["slope_tolerance"]
-    beta = settings["beta"]
-
-    figure, axes = panels(1, 2, width=4.8, height=4.6)
-    plot_orders(axes[0, 0], nu, {
-        f"Adam β={beta} vs (2.7)": (study["adam_vs_large_eps_flow"], dict(marker="o", color="C0")),
-        "Adam β=0 vs GD flow": (study["adam_beta0_vs_gd_flow"], dict(marker="s", color="C2")),
-        "GD vs GD flow": (study["gd_vs_gd_flow"], dict(marker="x", color="C3", ls="--")),
-        f"heavy ball β={beta} (v₀=0) vs its flow": (study["heavy_ball_vs_heavy_ball_flow"],
-                                                   dict(marker="^", color="C1")),
-    }, points=points, xlabel="h/√ε (GD's step; heavy ball's is (1−β)h/√ε)")
-    axes[0, 0].set_title(f"bilinear, θ⁽⁰⁾ = {tuple(settings['start'])}, ε = {settings['eps']:g}, "
-                         f"ρ = {settings['rho']}, horizon t/√ε = {settings['horizon']}")
-    ax = axes[0, 1]
-    ax.loglog(nu, study["large_eps_flow_vs_heavy_ball_flow"], "o-", color="C0",
-              label="(2.7) at t = nh vs heavy-ball flow at s = nη")
-    ax.loglog(nu, study["heavy_ball_vs_heavy_ball_flow"], "^-", color="C1",
-              label="heavy ball vs its flow (for scale)")
-    ax.loglog(nu, study["heavy_ball_predicted_offset"], ":", color="C1",
-              label="predicted offset ηβ/(1−β)²‖∇E(θ⁰)‖∞")
-    ax.axhline(settings["rescaling_tolerance"], color="0.5", ls="--", label="tolerance 1e-8")
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("h/√ε")
-    ax.set_ylabel("sup over n of max-norm difference")
-    ax.set_title("time change t = s·√ε/(1−β): the two flows coincide")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7)
-    figure.suptitle("CKS Example 2.3: large-ε Adam, heavy ball and GD against their modified flows")
-
-    rescaling = float(np.max(study["large_eps_flow_vs_heavy_ball_flow"]))
-    claims = [make_claim(run_entry, "cks.example23.rescaling",
-                         rescaling < settings["rescaling_tolerance"],
-                         {"max_difference": rescaling, "tolerance": settings["rescaling_tolerance"],
-                          "per_step_size": study["large_eps_flow_vs_heavy_ball_flow"]}, settings)]
-    held, numbers = decide_order(nu, study["adam_vs_large_eps_flow"], 2.0, points=points,
-                                 tolerance=tolerance)
-    claims.append(make_claim(run_entry, "cks.example23.adam", held,
-                             {**numbers, "adam_step_sizes": study["adam_step"]}, settings))
-    held_adam0, adam0 = decide_order(nu, study["adam_beta0_vs_gd_flow"], 2.0, points=points,
-                                     tolerance=tolerance)
-    held_gd, gd = decide_order(nu, study["gd_vs_gd_flow"], 2.0, points=points, tolerance=tolerance)
-    claims.append(make_claim(run_entry, "cks.example23.gd", held_adam0 and held_gd,
-                             {"adam_beta0": adam0, "gd": gd}, settings))
-
-    hb_slope = asymptotic_fit(nu, study["heavy_ball_vs_heavy_ball_flow"], points).order
-    ratio = study["heavy_ball_vs_heavy_ball_flow"][-1] / study["heavy_ball_predicted_offset"][-1]
-    notes = [
-        f"ε = {settings['eps']:g} so that the large-ε form is exact far below the errors measured: "
-        f"|∇E(θ⁰)|²/ε = {study['gradient_squared_over_eps_at_start'][0]:.1e}. Adam's step is "
-        f"h = (h/√ε)·√ε = {', '.join(f'{h:g}' for h in study['adam_step'])}; T = horizon·√ε.",
-        f"Heavy ball with zero initial momentum against its modified flow: slope {hb_slope:.3f} "
-        f"(O(h), no O(h²) claim): at the smallest step its error is {ratio:.2f}× the predicted "
-        "offset ηβ/(1−β)²‖∇E(θ⁰)‖∞ of its short first steps. Bias-corrected Adam has no such "
-        "offset (m̂⁽¹⁾ = ∇E(θ⁽⁰⁾)); Adam without bias correction is heavy ball and has it.",
-        f"Orders: slopes on the {points} smallest h/√ε, claim when |slope − 2| < {tolerance}.",
-    ]
-    data = {"errors": {k: v for k, v in study.items()}}
-    return Result(figures={"example23": figure}, data=data, claims=claims, notes=notes)
-
-
-run_entry = run
+    measure=measure, decide=decide, plot=plot, tables=tables)

@@ -12,21 +12,35 @@ when β ≥ ρ, −‖∇E‖₁ when ρ > β); for ε ≫ x², F ≈ (1+β)/(1�
 
 from __future__ import annotations
 
+import dataclasses
+from typing import NamedTuple
+
 import numpy as np
 
-from adabias.experiments.base import Context, Result, experiment, make_claim
-from adabias.experiments.plotting import panels
+from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
+from adabias.plot import panels
 
-SETTINGS = {
-    "beta": 0.95,
-    "rhos": [0.9, 0.95, 0.99, 0.999],
-    "eps_small": 1e-4,
-    "eps_mid": 1e-1,
-    "eps_large": 1e3,
-    "x_max": 1.0,
-    "num_points": 2001,
-    "nodes_per_cell": 8,
-}
+
+@dataclasses.dataclass(frozen=True)
+class Fig1Settings:
+    beta: float = 0.95                                # β, the figure's columns vary ρ
+    rhos: tuple[float, ...] = (0.9, 0.95, 0.99, 0.999)  # ρ: β > ρ, β = ρ, ρ > β (twice)
+    eps_small: float = 1e-4                           # the figure's rows: ε ≪ x² …
+    eps_mid: float = 1e-1
+    eps_large: float = 1e3                            # … ε ≫ x²
+    x_max: float = 1.0                                # x ∈ [−x_max, x_max]
+    num_points: int = 2001                            # grid points (x = 0 among them)
+    nodes_per_cell: int = 8                           # Gauss–Legendre nodes per grid cell
+
+
+SETTINGS = Fig1Settings()
+TIERS = Tiers(quick=SETTINGS, medium=SETTINGS, full=SETTINGS)
+
+
+class Fig1Record(NamedTuple):
+    x: np.ndarray          # the grid
+    curves: np.ndarray     # F by quadrature, shape (3 ε rows, len(rhos), len(x))
+    closed_form: np.ndarray  # the closed form, same shape
 
 
 def coefficient(y: np.ndarray, beta: float, rho: float, eps: float) -> np.ndarray:
@@ -62,13 +76,113 @@ def quadrature(xs: np.ndarray, beta: float, rho: float, eps: float, nodes: int) 
     return values
 
 
+def _eps_rows(settings: Fig1Settings) -> tuple[float, float, float]:
+    return settings.eps_small, settings.eps_mid, settings.eps_large
+
+
+def measure(settings: Fig1Settings, context: Context) -> Fig1Record:
+    xs = np.linspace(-settings.x_max, settings.x_max, settings.num_points)
+    xs[np.argmin(np.abs(xs))] = 0.0
+    beta = settings.beta
+    curves = [[quadrature(xs, beta, rho, eps, settings.nodes_per_cell) for rho in settings.rhos]
+              for eps in _eps_rows(settings)]
+    exact = [[closed_form(xs, beta, rho, eps) for rho in settings.rhos]
+             for eps in _eps_rows(settings)]
+    return Fig1Record(xs, np.asarray(curves), np.asarray(exact))
+
+
+def decide(settings: Fig1Settings, record: Fig1Record) -> Decision:
+    beta, rhos, xs = settings.beta, settings.rhos, record.x
+    worst_relative = 0.0
+    for numeric, exact in zip(record.curves.reshape(-1, xs.size),
+                              record.closed_form.reshape(-1, xs.size)):
+        worst_relative = max(worst_relative,
+                             np.max(np.abs(numeric - exact)) / np.max(np.abs(exact)))
+    verdicts = [Verdict("cks.fig1.closed_form", worst_relative < 1e-9,
+                        {"max_relative_difference": worst_relative})]
+
+    # small ε: slope of F on |x| ∈ [x_max/2, x_max] (x² ≥ 2500 ε) against A
+    eps = settings.eps_small
+    small = dict(zip(rhos, record.curves[0]))
+    half, end = np.argmin(np.abs(xs - settings.x_max / 2)), len(xs) - 1
+    slopes = {rho: (small[rho][end] - small[rho][half]) / (xs[end] - xs[half]) for rho in rhos}
+    predicted = {rho: (1 + beta) / (1 - beta) - (1 + rho) / (1 - rho) for rho in rhos}
+    # the ε-term of the slope is at most C·ε/x² on this interval: the tolerance beyond 1 %
+    correction = {rho: (1 + rho) / (1 - rho) * eps / xs[half] ** 2 for rho in rhos}
+
+    def slope_matches(rho):
+        return abs(slopes[rho] - predicted[rho]) <= 0.01 * abs(predicted[rho]) + correction[rho]
+
+    def penalizes_abs(rho):  # F non-decreasing in |x|, rising like A|x| (to C√ε if A = 0)
+        right = small[rho][xs >= 0]
+        return bool(np.all(np.diff(right) >= 0)) and slope_matches(rho)
+
+    def penalizes_minus_abs(rho):
+        tail = small[rho][(xs >= 10 * np.sqrt(eps))]
+        return bool(np.all(np.diff(tail) < 0)) and slope_matches(rho)
+
+    ge = [rho for rho in rhos if beta >= rho]
+    gt = [rho for rho in rhos if rho > beta]
+    verdicts.append(Verdict(
+        "cks.fig1.small_eps_beta_ge_rho", bool(ge) and all(penalizes_abs(r) for r in ge),
+        {"eps": eps, "rhos": ge, "measured_slope": [slopes[r] for r in ge],
+         "predicted_slope": [predicted[r] for r in ge],
+         "eps_correction_bound": [correction[r] for r in ge]}))
+    verdicts.append(Verdict(
+        "cks.fig1.small_eps_rho_gt_beta", bool(gt) and all(penalizes_minus_abs(r) for r in gt),
+        {"eps": eps, "rhos": gt, "measured_slope": [slopes[r] for r in gt],
+         "predicted_slope": [predicted[r] for r in gt]}))
+
+    # large ε: F against the parabola (1+β)/(1−β)·x²/(2√ε) at |x| = x_max/10, every ρ
+    eps = settings.eps_large
+    large = record.curves[2]
+    probe = np.argmin(np.abs(xs - settings.x_max / 10))
+    parabola = (1 + beta) / (1 - beta) * xs[probe] ** 2 / (2 * np.sqrt(eps))
+    deviations = [abs(curve[probe] / parabola - 1) for curve in large]
+    convex_up = all(np.all(np.diff(curve[xs >= 0]) > 0) for curve in large)
+    verdicts.append(Verdict(
+        "cks.fig1.large_eps", convex_up and max(deviations) < 0.01,
+        {"eps": eps, "x": xs[probe], "relative_deviation_from_parabola": deviations,
+         "increasing_in_abs_x_for_all_rho": convex_up}))
+    notes = [f"Quadrature: composite Gauss–Legendre, {settings.nodes_per_cell} nodes on each of "
+             f"{settings.num_points - 1} cells; red dots are the closed form."]
+    return Decision(verdicts, notes)
+
+
 def _regime_label(beta: float, rho: float) -> str:
     return "β > ρ" if beta > rho else ("β = ρ" if beta == rho else "ρ > β")
 
 
-@experiment(
+def plot(settings: Fig1Settings, record: Fig1Record) -> dict:
+    beta, rhos, xs = settings.beta, settings.rhos, record.x
+    eps_rows = _eps_rows(settings)
+    figure, axes = panels(len(eps_rows), len(rhos), width=3.0, height=2.4)
+    for i, eps in enumerate(eps_rows):
+        for j, rho in enumerate(rhos):
+            ax = axes[i, j]
+            ax.plot(xs, record.curves[i, j], color="C0", lw=2, label="quadrature")
+            ax.plot(xs[::100], record.closed_form[i, j, ::100], "o", color="C3", ms=3,
+                    label="closed form")
+            ax.set_title(f"ρ = {rho:g} ({_regime_label(beta, rho)}), ε = {eps:g}")
+            ax.set_xlabel("x (gradient component)")
+            if j == 0:
+                ax.set_ylabel("F(x)")
+    axes[0, 0].legend(loc="best")
+    figure.suptitle(f"CKS Figure 1: F(x) = ∫₀ˣ {{bias coefficient}} d√(ε+y²), β = {beta}")
+    return {"curves": figure}
+
+
+def tables(settings: Fig1Settings, record: Fig1Record) -> dict:
+    columns = {"x": record.x}
+    for i, eps in enumerate(_eps_rows(settings)):
+        for j, rho in enumerate(settings.rhos):
+            columns[f"F_eps{eps:g}_rho{rho:g}"] = record.curves[i, j]
+    return {"curves": columns}
+
+
+EXPERIMENT = Experiment(
     id="cks.fig1", paper="CKS", title="Figure 1: the one-dimensional bias term for β = 0.95",
-    quick=SETTINGS, full=SETTINGS,
+    tiers=TIERS,
     claims={
         "cks.fig1.closed_form": "The quadrature of the bias integral equals its closed form.",
         "cks.fig1.small_eps_beta_ge_rho": "For small ε and β ≥ ρ the bias penalizes |∇E| "
@@ -78,90 +192,4 @@ def _regime_label(beta: float, rho: float) -> str:
         "cks.fig1.large_eps": "For large ε the bias penalizes ∇E² whatever ρ: "
             "F ≈ (1+β)/(1−β)·x²/(2√ε).",
     },
-)
-def run(settings: dict, context: Context) -> Result:
-    beta, rhos = settings["beta"], settings["rhos"]
-    eps_rows = [settings["eps_small"], settings["eps_mid"], settings["eps_large"]]
-    xs = np.linspace(-settings["x_max"], settings["x_max"], settings["num_points"])
-    xs[np.argmin(np.abs(xs))] = 0.0
-    curves, data = {}, {"x": xs}
-    worst_relative = 0.0
-    for eps in eps_rows:
-        for rho in rhos:
-            numeric = quadrature(xs, beta, rho, eps, settings["nodes_per_cell"])
-            exact = closed_form(xs, beta, rho, eps)
-            worst_relative = max(worst_relative, np.max(np.abs(numeric - exact)) / np.max(np.abs(exact)))
-            curves[eps, rho] = numeric
-            data[f"F_eps{eps:g}_rho{rho:g}"] = numeric
-
-    figure, axes = panels(len(eps_rows), len(rhos), width=3.0, height=2.4)
-    for i, eps in enumerate(eps_rows):
-        for j, rho in enumerate(rhos):
-            ax = axes[i, j]
-            ax.plot(xs, curves[eps, rho], color="C0", lw=2, label="quadrature")
-            ax.plot(xs[::100], closed_form(xs[::100], beta, rho, eps), "o", color="C3", ms=3,
-                    label="closed form")
-            ax.set_title(f"ρ = {rho:g} ({_regime_label(beta, rho)}), ε = {eps:g}")
-            ax.set_xlabel("x (gradient component)")
-            if j == 0:
-                ax.set_ylabel("F(x)")
-    axes[0, 0].legend(loc="best")
-    figure.suptitle(f"CKS Figure 1: F(x) = ∫₀ˣ {{bias coefficient}} d√(ε+y²), β = {beta}")
-
-    exp = REGISTRY_ENTRY
-    claims = [make_claim(exp, "cks.fig1.closed_form", worst_relative < 1e-9,
-                         {"max_relative_difference": worst_relative}, settings)]
-
-    # small ε: slope of F on |x| ∈ [x_max/2, x_max] (x² ≥ 2500 ε) against A
-    eps = settings["eps_small"]
-    half, end = np.argmin(np.abs(xs - settings["x_max"] / 2)), len(xs) - 1
-    slopes = {}
-    for rho in rhos:
-        f = curves[eps, rho]
-        slopes[rho] = (f[end] - f[half]) / (xs[end] - xs[half])
-    predicted = {rho: (1 + beta) / (1 - beta) - (1 + rho) / (1 - rho) for rho in rhos}
-    # the ε-term of the slope is at most C·ε/x² on this interval: the tolerance beyond 1 %
-    correction = {rho: (1 + rho) / (1 - rho) * eps / xs[half] ** 2 for rho in rhos}
-
-    def slope_matches(rho):
-        return abs(slopes[rho] - predicted[rho]) <= 0.01 * abs(predicted[rho]) + correction[rho]
-
-    def penalizes_abs(rho):  # F non-decreasing in |x|, rising like A|x| (saturating at C√ε if A = 0)
-        right = curves[eps, rho][xs >= 0]
-        return bool(np.all(np.diff(right) >= 0)) and slope_matches(rho)
-
-    ge = [rho for rho in rhos if beta >= rho]
-    gt = [rho for rho in rhos if rho > beta]
-    claims.append(make_claim(
-        exp, "cks.fig1.small_eps_beta_ge_rho", bool(ge) and all(penalizes_abs(r) for r in ge),
-        {"eps": eps, "rhos": ge, "measured_slope": [slopes[r] for r in ge],
-         "predicted_slope": [predicted[r] for r in ge],
-         "eps_correction_bound": [correction[r] for r in ge]}, settings))
-
-    def penalizes_minus_abs(rho):
-        f = curves[eps, rho]
-        tail = f[(xs >= 10 * np.sqrt(eps))]
-        return bool(np.all(np.diff(tail) < 0)) and slope_matches(rho)
-
-    claims.append(make_claim(
-        exp, "cks.fig1.small_eps_rho_gt_beta", bool(gt) and all(penalizes_minus_abs(r) for r in gt),
-        {"eps": eps, "rhos": gt, "measured_slope": [slopes[r] for r in gt],
-         "predicted_slope": [predicted[r] for r in gt]}, settings))
-
-    # large ε: F against the parabola (1+β)/(1−β)·x²/(2√ε) at |x| = x_max/10, every ρ
-    eps = settings["eps_large"]
-    probe = np.argmin(np.abs(xs - settings["x_max"] / 10))
-    parabola = (1 + beta) / (1 - beta) * xs[probe] ** 2 / (2 * np.sqrt(eps))
-    deviations = [abs(curves[eps, rho][probe] / parabola - 1) for rho in rhos]
-    convex_up = all(np.all(np.diff(curves[eps, rho][xs >= 0]) > 0) for rho in rhos)
-    claims.append(make_claim(
-        exp, "cks.fig1.large_eps", convex_up and max(deviations) < 0.01,
-        {"eps": eps, "x": xs[probe], "relative_deviation_from_parabola": deviations,
-         "increasing_in_abs_x_for_all_rho": convex_up}, settings))
-
-    notes = [f"Quadrature: composite Gauss–Legendre, {settings['nodes_per_cell']} nodes on each of "
-             f"{settings['num_points'] - 1} cells; red dots are the closed form."]
-    return Result(figures={"curves": figure}, data={"curves": data}, claims=claims, notes=notes)
-
-
-REGISTRY_ENTRY = run
+    measure=measure, decide=decide, plot=plot, tables=tables)

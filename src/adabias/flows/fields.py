@@ -1,7 +1,8 @@
 """Full-batch modified flows of GD, heavy ball and Adam as vector fields (CKS §2).
 
-Every constructor returns ``f(params) -> dparams/dt`` for an arbitrary parameter pytree;
-time is the optimizer's time t = n·h (iterate θ⁽ⁿ⁾ ≈ θ(nh)). Curvature enters only
+Every constructor returns diffrax's ``f(t, params, args=None) -> dparams/dt`` (autonomous: t
+and args are unused) for an arbitrary parameter pytree; time is the optimizer's time t = n·h
+(iterate θ⁽ⁿ⁾ ≈ θ(nh)). Curvature enters only
 through Hessian-vector products (forward-over-reverse, one linearization of ∇E per
 evaluation), never through a Hessian matrix. Notation (DESIGN §2–3): h step size,
 β = ``beta1``, ρ = ``beta2``, ε inside the root, H = ∇²E, ‖v‖₁,ε = Σᵢ √(vᵢ² + ε).
@@ -18,10 +19,10 @@ import jax
 import jax.numpy as jnp
 
 from adabias._validation import check_positive, check_unit_interval
+from adabias.flows.vector_field import Field
 
 PyTree = Any
 LossFn = Callable[[PyTree], jax.Array]
-Field = Callable[[PyTree], PyTree]
 
 __all__ = [
     "gd_modified",
@@ -60,7 +61,7 @@ def gd_modified(loss_fn: LossFn, learning_rate: float) -> Field:
     _check_common(learning_rate)
     h = learning_rate
 
-    def field(params: PyTree) -> PyTree:
+    def field(t, params: PyTree, args=None) -> PyTree:
         grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
         return jax.tree.map(lambda g, hg: -(g + 0.5 * h * hg), grads, h_grads)
 
@@ -79,7 +80,7 @@ def heavy_ball_modified(loss_fn: LossFn, learning_rate: float, beta: float) -> F
     check_unit_interval("beta", beta)
     h = learning_rate
 
-    def field(params: PyTree) -> PyTree:
+    def field(t, params: PyTree, args=None) -> PyTree:
         grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
         first = 1.0 / (1.0 - beta)
         second = h * (1.0 + beta) / (4.0 * (1.0 - beta) ** 3)
@@ -115,7 +116,7 @@ def _adam_grads_and_bias(loss_fn, params, h, beta1, beta2, eps):
 
 def adam_bias(loss_fn: LossFn, learning_rate: float, beta1: float, beta2: float,
               eps: float) -> Field:
-    """The bias term of CKS (2.3) as a field ``f(params) -> bias``:
+    """The bias term of CKS (2.3) as a field ``f(t, params, args=None) -> bias``:
 
         bias_j = (h/2) · c_j · ∇_j‖∇E‖₁,ε,   ∇‖∇E‖₁,ε = H (∇E/√(∇E² + ε))   (one HVP),
 
@@ -124,7 +125,7 @@ def adam_bias(loss_fn: LossFn, learning_rate: float, beta1: float, beta2: float,
     """
     _check_common(learning_rate, beta1, beta2, eps)
 
-    def field(params: PyTree) -> PyTree:
+    def field(t, params: PyTree, args=None) -> PyTree:
         return _adam_grads_and_bias(loss_fn, params, learning_rate, beta1, beta2, eps)[1]
 
     return field
@@ -147,13 +148,13 @@ def adam_full_batch(loss_fn: LossFn, learning_rate: float, beta1: float, beta2: 
         raise ValueError(f"order must be 0 or 1, got order={order!r}")
 
     if order == 0:
-        def field0(params: PyTree) -> PyTree:
+        def field0(t, params: PyTree, args=None) -> PyTree:
             grads = jax.grad(loss_fn)(params)
             return jax.tree.map(lambda g: -g / jnp.sqrt(g * g + eps), grads)
 
         return field0
 
-    def field(params: PyTree) -> PyTree:
+    def field(t, params: PyTree, args=None) -> PyTree:
         grads, bias = _adam_grads_and_bias(loss_fn, params, learning_rate, beta1, beta2, eps)
         return jax.tree.map(lambda g, b: -(g + b) / jnp.sqrt(g * g + eps), grads, bias)
 
@@ -173,7 +174,7 @@ def adam_small_eps_limit(loss_fn: LossFn, learning_rate: float, beta1: float,
     _check_common(learning_rate, beta1, beta2)
     a = (1.0 + beta1) / (1.0 - beta1) - (1.0 + beta2) / (1.0 - beta2)
 
-    def field(params: PyTree) -> PyTree:
+    def field(t, params: PyTree, args=None) -> PyTree:
         grads, grad_norm1 = _grad_and_hvp(loss_fn, params, lambda g: jax.tree.map(jnp.sign, g))
         return jax.tree.map(
             lambda g, d: -(jnp.sign(g) + 0.5 * learning_rate * a * d / jnp.abs(g)),
@@ -196,7 +197,7 @@ def adam_large_eps_limit(loss_fn: LossFn, learning_rate: float, beta1: float,
     _check_common(learning_rate, beta1, eps=eps)
     root = jnp.sqrt(eps)
 
-    def field(params: PyTree) -> PyTree:
+    def field(t, params: PyTree, args=None) -> PyTree:
         grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
         coefficient = learning_rate / (2.0 * root) * (1.0 + beta1) / (1.0 - beta1)
         return jax.tree.map(lambda g, hg: -(g + coefficient * hg) / root, grads, h_grads)

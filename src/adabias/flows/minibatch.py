@@ -26,10 +26,11 @@ float64 resolution relative to the leading weight) are dropped, K = ⌈log(1e-17
 itself exact to 1e-17); if ``num_steps`` is given, W = min(N+1, 2K+2), and the field is
 exact whenever W = N+1. Tests check the truncated and exact fields agree to ~1e-15.
 
-**Pieces.** n is the largest integer with fl(n·h) ≤ t (n ≥ 0), i.e. the pieces are
-[t_n, t_{n+1}) on the grid ``jnp.arange(N + 1) * h``; pass that grid as ``jump_ts`` to
-:func:`adabias.flows.solve` (the controller stops at prevbefore(t_n), evaluated on piece
-n−1, and restarts after t_n). Compare θ(t_n) with Adam's iterate θ⁽ⁿ⁾.
+**Pieces.** n is the largest integer with fl(n·h) ≤ t (n ≥ 0,
+:func:`adabias.flows.step_index`), i.e. the pieces are [t_n, t_{n+1}) on the grid
+t_n = fl(n·h). Both constructors return a :class:`~adabias.flows.PiecewiseField` carrying h,
+so :func:`adabias.flows.solve` and :func:`adabias.flows.solve_steps` place the solver's jumps
+on that grid. Compare θ(t_n) with Adam's iterate θ⁽ⁿ⁾.
 """
 
 from __future__ import annotations
@@ -43,24 +44,12 @@ from jax.flatten_util import ravel_pytree
 
 from adabias._validation import (check_adam_hyperparameters, check_batches, check_positive,
                                  check_unit_interval, is_concrete)
+from adabias.flows.vector_field import PiecewiseField, step_index
 from adabias.measures.hvp import hvp_batched
 
 PyTree = Any
 
-__all__ = ["adam_minibatch", "adam_minibatch_zeroth", "step_index", "jump_times", "window_size"]
-
-
-def jump_times(learning_rate: float, num_steps: int) -> jax.Array:
-    """The grid t_n = fl(n·h), n = 0 … num_steps: Adam's times and the flow's jumps."""
-    return jnp.arange(num_steps + 1) * learning_rate
-
-
-def step_index(t: jax.Array, learning_rate: float) -> jax.Array:
-    """The piece n of t: the largest n ≥ 0 with fl(n·h) ≤ t (robust to rounding of t/h)."""
-    n = jnp.floor(t / learning_rate).astype(jnp.int32)
-    n = jnp.where(n.astype(t.dtype) * learning_rate > t, n - 1, n)
-    n = jnp.where((n + 1).astype(t.dtype) * learning_rate <= t, n + 1, n)
-    return jnp.maximum(n, 0)
+__all__ = ["adam_minibatch", "adam_minibatch_zeroth", "window_size"]
 
 
 def window_size(beta1: float, beta2: float, *, num_steps: Optional[int] = None,
@@ -133,7 +122,7 @@ def adam_minibatch(
     *,
     num_steps: Optional[int] = None,
     truncation: float = 1e-17,
-) -> Callable[[jax.Array, PyTree], PyTree]:
+) -> PiecewiseField:
     """First-order modified flow of cyclic mini-batch Adam, CKS Theorem 3.1, eq. (3.2).
 
     Args:
@@ -145,7 +134,8 @@ def adam_minibatch(
       truncation: drop EMA weights below this (static window; 0 = exact, needs num_steps).
 
     Returns:
-      ``f(t, params) -> dparams/dt``, piecewise constant in n = step_index(t, h).
+      ``f(t, params, args=None) -> dparams/dt`` as a :class:`~adabias.flows.PiecewiseField`
+      with step size h: the formula changes with n = step_index(t, h).
       Cost per evaluation: one vmapped gradient over the m batches, O(W·p) EMA work and
       2m HVPs; see the module docstring.
     """
@@ -155,7 +145,7 @@ def adam_minibatch(
     # static decay powers γ^(n−k) = γ^(W−1−j)
     lags = jnp.arange(window - 1, -1, -1)
 
-    def field(t, params):
+    def field(t, params, args=None):
         s = _Prepared(loss_fn, batches, num_batches, h, beta1, beta2, eps, window, t, params)
         dtype = s.x.dtype
         n = s.n.astype(dtype)
@@ -183,7 +173,7 @@ def adam_minibatch(
         rate = -m_n / r_n + h * (m_n * two_p_plus / (2.0 * r_n**3) - two_l_plus / (2.0 * r_n))
         return s.unravel(rate)
 
-    return field
+    return PiecewiseField(field, h)
 
 
 def adam_minibatch_zeroth(
@@ -196,16 +186,16 @@ def adam_minibatch_zeroth(
     *,
     num_steps: Optional[int] = None,
     truncation: float = 1e-17,
-) -> Callable[[jax.Array, PyTree], PyTree]:
+) -> PiecewiseField:
     """Zeroth-order flow of cyclic mini-batch Adam: θ̇ = −M⁽ⁿ⁾/R⁽ⁿ⁾ on [nh, (n+1)h) (3.2
     without its h-term); tracks Adam's iterates to O(h). Arguments as :func:`adam_minibatch`.
     """
     num_batches = _validate(learning_rate, beta1, beta2, eps, batches)
     window = window_size(beta1, beta2, num_steps=num_steps, truncation=truncation)
 
-    def field(t, params):
+    def field(t, params, args=None):
         s = _Prepared(loss_fn, batches, num_batches, learning_rate, beta1, beta2, eps, window,
                       t, params)
         return s.unravel(-s.q_n)
 
-    return field
+    return PiecewiseField(field, learning_rate)

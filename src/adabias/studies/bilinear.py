@@ -200,9 +200,10 @@ def paths_table(sweep: Sweep, every: int) -> dict:
 
 
 def solve_rescaled(field, start: jax.Array, us: np.ndarray, duration: jax.Array) -> jax.Array:
-    """θ(u·duration) for u in ``us`` ⊂ [0, 1] of θ̇ = field(θ), θ(0) = ``start``: solves
-    dθ/du = duration·field(θ) (the one call of :func:`adabias.flows.solve` in this study)."""
-    return flows.solve(lambda theta: duration * field(theta), start, us)
+    """θ(u·duration) for u in ``us`` ⊂ [0, 1] of the autonomous θ̇ = field(t, θ, args),
+    θ(0) = ``start``: solves dθ/du = duration·field(θ) (the one call of
+    :func:`adabias.flows.solve` in this study)."""
+    return flows.solve(lambda t, theta, args: duration * field(t, theta, args), start, us)
 
 
 def flow_paths(learning_rate: jax.Array, beta1: jax.Array, beta2: jax.Array, eps: jax.Array,

@@ -1,0 +1,82 @@
+"""What a field is: diffrax's ``f(t, y, args) -> dy/dt`` (:data:`Field`), for every flow of
+:mod:`adabias.flows`; an autonomous field ignores t, and ``args`` is None.
+
+A field that changes at every step t_n = fl(n·h), like CKS Theorem 3.1's (3.2) on
+[nh, (n+1)h), is a :class:`PiecewiseField`: the same callable together with its step size h,
+so that :func:`adabias.flows.solve` can tell the step-size controller where the jumps are (it
+stops just before t_n and restarts after it instead of stepping across a discontinuity).
+:func:`step_index` is the piece n of a time t; :func:`switch` picks one of several fields by a
+traced index (several flows in one compiled :func:`adabias.flows.solve_steps`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from adabias._validation import is_concrete
+
+PyTree = Any
+#: ``f(t, y, args) -> dy/dt``, diffrax's vector-field signature.
+Field = Callable[[jax.Array, PyTree, Any], PyTree]
+
+__all__ = ["Field", "PiecewiseField", "step_index", "switch"]
+
+
+def step_index(t: jax.Array, learning_rate: float) -> jax.Array:
+    """The piece n of t: the largest n ≥ 0 with fl(n·h) ≤ t (robust to rounding of t/h)."""
+    n = jnp.floor(t / learning_rate).astype(jnp.int32)
+    n = jnp.where(n.astype(t.dtype) * learning_rate > t, n - 1, n)
+    n = jnp.where((n + 1).astype(t.dtype) * learning_rate <= t, n + 1, n)
+    return jnp.maximum(n, 0)
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["step_size"],
+                   meta_fields=["vector_field"])
+@dataclasses.dataclass(frozen=True, eq=False)
+class PiecewiseField:
+    """A field ``f(t, y, args)`` that jumps at t_n = fl(n·h), n = 0, 1, …; callable as ``f``.
+
+    ``step_size`` is h: a number, or a traced value inside :func:`adabias.flows.solve_steps`
+    (a pytree leaf, so the field can pass through ``jit`` and ``vmap``).
+    """
+
+    vector_field: Field
+    step_size: float | jax.Array
+
+    def __call__(self, t, y, args=None):
+        return self.vector_field(t, y, args)
+
+    def jump_times(self, t0: float, t1: float) -> jax.Array:
+        """The grid fl(n·h) inside [t0, t1] (needs a concrete h)."""
+        if not is_concrete(self.step_size):
+            raise ValueError("solve needs a concrete step size to place the jumps of a "
+                             "PiecewiseField; use solve_steps for a traced one")
+        h = float(self.step_size)
+        lower, upper = min(t0, t1), max(t0, t1)
+        grid = jnp.arange(math.floor(lower / h) - 1, math.floor(upper / h) + 2) * h
+        return grid[(grid >= lower) & (grid <= upper)]
+
+
+def switch(fields: Sequence[Field], index: jax.Array) -> Field:
+    """The field ``fields[index]`` for a traced ``index`` (``lax.switch``), so that several
+    flows share one compiled solve (:func:`adabias.flows.solve_steps`). Piecewise fields
+    switch into a :class:`PiecewiseField` with the chosen field's step size; the fields must
+    be all piecewise or none."""
+    fields = tuple(fields)
+    piecewise = [isinstance(f, PiecewiseField) for f in fields]
+    if any(piecewise) and not all(piecewise):
+        raise ValueError("switch needs fields that are all PiecewiseField or none, got "
+                         f"piecewise={piecewise}")
+
+    def field(t, y, args=None):
+        return jax.lax.switch(index, fields, t, y, args)
+
+    if all(piecewise):
+        return PiecewiseField(field, jnp.stack([jnp.asarray(f.step_size) for f in fields])[index])
+    return field
