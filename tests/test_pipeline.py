@@ -31,16 +31,33 @@ def test_fig1_closed_form_against_a_plain_riemann_sum():
     assert cks_fig1.closed_form(np.array(x), beta, rho, eps) == pytest.approx(riemann, rel=1e-9)
 
 
+def _toy_experiment(verdicts):
+    """An experiment whose decide returns ``verdicts`` (measure/plot/tables trivial)."""
+    return base.Experiment(
+        id="test.toy", paper="CKS", title="toy", tiers=base.Tiers(quick=(), medium=(), full=()),
+        claims={"test.toy.a": "a statement", "test.toy.b": "b statement"},
+        measure=lambda settings, context: None,
+        decide=lambda settings, record: base.Decision(verdicts=verdicts, notes=["a note"]),
+        plot=lambda settings, record: {}, tables=lambda settings, record: {})
+
+
 def test_claim_normalizes_numbers_and_rejects_undeclared():
-    exp = REGISTRY["cks.fig1"]
-    claim = base.make_claim(exp, "cks.fig1.closed_form", np.bool_(True),
-                            {"a": np.float64(0.5), "b": np.arange(3), "c": float("nan")})
+    exp = _toy_experiment([base.Verdict("test.toy.a", np.bool_(True),
+                                        {"a": np.float64(0.5), "b": np.arange(3), "c": float("nan")})])
+    result = exp.run((), base.Context(progress=False))
+    claim = result.claims[0]
     assert claim.to_json()["numbers"] == {"a": 0.5, "b": [0, 1, 2], "c": None}
-    assert claim.held is True
+    assert claim.held is True and claim.statement == "a statement" and result.notes == ["a note"]
     with pytest.raises(KeyError, match="does not declare"):
-        base.make_claim(exp, "cks.fig1.nonexistent", True, {})
+        _toy_experiment([base.Verdict("test.toy.nonexistent", True, {})]).run((), base.Context())
     with pytest.raises(RuntimeError, match="not decided"):
         base.check_result(exp, Result(claims=[claim]))
+    with pytest.raises(ValueError, match="must be 'test.toy' or start with"):
+        base.Experiment(id="test.toy", paper="CKS", title="toy", tiers=exp.tiers,
+                        claims={"other.a": "x"}, measure=exp.measure, decide=exp.decide,
+                        plot=exp.plot, tables=exp.tables)
+    with pytest.raises(ValueError, match="scale must be one of"):
+        base.Context(scale="huge")
 
 
 def test_select_by_id_and_prefix():

@@ -10,8 +10,7 @@ import importlib
 import pkgutil
 
 from adabias.experiments.base import (REGISTRY, SCALES, Claim, Context, Decision, Experiment,
-                                      Result, Tiers, Verdict, experiment, make_claim, register,
-                                      select)
+                                      Result, Tiers, Verdict, register, select)
 
 
 def _paper_modules() -> list[str]:
@@ -36,9 +35,11 @@ def _in_paper_order() -> None:
 
 for _name in _paper_modules():
     _module = importlib.import_module(f"{__name__}.{_name}")
-    if isinstance(getattr(_module, "EXPERIMENT", None), Experiment):
-        register(_module.EXPERIMENT)
+    if not isinstance(getattr(_module, "EXPERIMENT", None), Experiment):
+        raise ImportError(f"experiment module {_module.__name__} defines no EXPERIMENT "
+                          "(an adabias.experiments.Experiment)")
+    register(_module.EXPERIMENT)
 _in_paper_order()
 
 __all__ = ["PAPER_ORDER", "REGISTRY", "SCALES", "Claim", "Context", "Decision", "Experiment", "Result",
-           "Tiers", "Verdict", "experiment", "make_claim", "register", "select"]
+           "Tiers", "Verdict", "register", "select"]

@@ -206,23 +206,7 @@ class Experiment(Generic[S, R]):
                       notes=list(decision.notes))
 
 
-@dataclasses.dataclass(frozen=True)
-class _LegacyExperiment:
-    """An experiment written as one ``run(settings dict, context) -> Result`` (being retired)."""
-
-    id: str
-    paper: str
-    title: str
-    quick: Mapping[str, Any]
-    full: Mapping[str, Any]
-    claims: Mapping[str, str]
-    run: Callable[[Mapping[str, Any], "Context"], "Result"]
-
-    def settings_at(self, scale: str) -> dict:
-        return dict(self.quick if check_scale(scale) == "quick" else self.full)
-
-
-REGISTRY: dict[str, Any] = {}
+REGISTRY: dict[str, Experiment] = {}
 
 
 def register(experiment_: Experiment) -> Experiment:
@@ -233,31 +217,7 @@ def register(experiment_: Experiment) -> Experiment:
     return experiment_
 
 
-def experiment(*, id: str, paper: str, title: str, quick: Mapping[str, Any],
-               full: Mapping[str, Any], claims: Mapping[str, str]):
-    """Decorator registering ``run(settings, context) -> Result`` as an experiment (being
-    retired: new experiments are :class:`Experiment` instances named ``EXPERIMENT``)."""
-
-    def wrap(run: Callable) -> _LegacyExperiment:
-        for claim_id in claims:
-            if claim_id != id and not claim_id.startswith(id + "."):
-                raise ValueError(f"claim id {claim_id!r} must be {id!r} or start with {id + '.'!r}")
-        return register(_LegacyExperiment(id=id, paper=paper, title=title, quick=dict(quick),
-                                          full=dict(full), claims=dict(claims), run=run))
-
-    return wrap
-
-
-def make_claim(experiment_, claim_id: str, held: bool, numbers: Mapping[str, Any],
-               settings: Optional[Mapping[str, Any]] = None, note: str = "") -> Claim:
-    """A :class:`Claim` whose statement is the one the experiment declared for ``claim_id``
-    (being retired with the ``run`` experiments: new ones return :class:`Verdict`)."""
-    if claim_id not in experiment_.claims:
-        raise KeyError(f"{experiment_.id} does not declare claim {claim_id!r}")
-    return Claim(claim_id, experiment_.claims[claim_id], held, numbers, settings or {}, note)
-
-
-def check_result(experiment_, result: Result) -> None:
+def check_result(experiment_: Experiment, result: Result) -> None:
     """Every declared claim decided exactly once, and nothing undeclared."""
     decided = [c.id for c in result.claims]
     missing = sorted(set(experiment_.claims) - set(decided))
@@ -269,7 +229,7 @@ def check_result(experiment_, result: Result) -> None:
         )
 
 
-def select(ids: Optional[Sequence[str]]) -> list:
+def select(ids: Optional[Sequence[str]]) -> list[Experiment]:
     """The experiments named by ``ids`` (exact ids or prefixes such as ``cks`` or ``lwl.``)."""
     experiments = list(REGISTRY.values())
     if not ids:

@@ -42,8 +42,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from adabias._validation import (check_adam_hyperparameters, check_batches, check_positive,
-                                 check_unit_interval, is_concrete)
+from adabias._validation import check_adam_hyperparameters, check_batches, is_concrete
 from adabias.flows.vector_field import PiecewiseField, step_index
 from adabias.measures.hvp import hvp_batched
 
