@@ -69,9 +69,9 @@ class Fig2Record(NamedTuple):
 
 def measure(settings: Fig2Settings, context: Context) -> Fig2Record:
     require_x64("cks.fig2")
-    beta, rho = (bilinear.run_sweep(spec, settings.num_steps, window_fraction=settings.window_fraction,
-                                    progress=context.progress) for spec in settings.sweeps())
-    beta_flows, rho_flows = bilinear.add_flows([beta, rho], flow_points=settings.flow_points)
+    (beta, rho), (beta_flows, rho_flows) = bilinear.sweeps_with_flows(
+        settings.sweeps(), num_steps=settings.num_steps, window_fraction=settings.window_fraction,
+        flow_points=settings.flow_points, progress=context.progress)
     return Fig2Record(beta, rho, beta_flows, rho_flows)
 
 
@@ -96,9 +96,7 @@ def decide(settings: Fig2Settings, record: Fig2Record) -> Decision:
         "smaller than 10 in (1+β)/(1−β) near β = 0.8 shift s̄ by less than that jitter, which the "
         "claim's criterion counts as not resolved (the --full grid is therefore equally spaced in "
         "(1+β)/(1−β)).",
-        "The flow (dashed) is drawn and compared on the approach only, up to the first step with "
-        "|r| ≤ h·x·(|θ₁|+|θ₂|)/(1 − max(β, ρ)); at the landing the EMA memory spans the arrival, "
-        "∇E → 0 and the expansion does not apply (the iterates then oscillate about the minima).",
+        bilinear.APPROACH_NOTE,
     ]
     return Decision(verdicts=verdicts, notes=notes)
 

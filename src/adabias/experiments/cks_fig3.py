@@ -70,9 +70,9 @@ class Fig3Record(NamedTuple):
 
 def measure(settings: Fig3Settings, context: Context) -> Fig3Record:
     require_x64("cks.fig3")
-    up, down = (bilinear.run_sweep(spec, settings.num_steps, window_fraction=settings.window_fraction,
-                                   progress=context.progress) for spec in settings.sweeps())
-    up_flows, down_flows = bilinear.add_flows([up, down], flow_points=settings.flow_points)
+    (up, down), (up_flows, down_flows) = bilinear.sweeps_with_flows(
+        settings.sweeps(), num_steps=settings.num_steps, window_fraction=settings.window_fraction,
+        flow_points=settings.flow_points, progress=context.progress)
     return Fig3Record(up, down, up_flows, down_flows)
 
 
@@ -93,9 +93,7 @@ def decide(settings: Fig3Settings, record: Fig3Record) -> Decision:
         f"β > ρ {bilinear.final_losses(up)}, ρ > β {bilinear.final_losses(down)}.",
         bilinear.flow_note(up, record.beta_gt_rho_flows, SYMBOLS),
         bilinear.flow_note(down, record.rho_gt_beta_flows, SYMBOLS),
-        "The flow (dashed) is drawn and compared on the approach only, up to the first step with "
-        "|r| ≤ h·x·(|θ₁|+|θ₂|)/(1 − max(β, ρ)); at the landing the EMA memory spans the arrival, "
-        "∇E → 0 and the expansion does not apply (the iterates then oscillate about the minima).",
+        bilinear.APPROACH_NOTE,
     ]
     return Decision(verdicts=verdicts, notes=notes)
 

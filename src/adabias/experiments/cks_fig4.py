@@ -94,14 +94,9 @@ def plot(settings: Fig4Settings, record: Fig4Record) -> dict:
 
 
 def tables(settings: Fig4Settings, record: Fig4Record) -> dict:
-    curves = record.curves
-    return {
-        "rho_sweep": regimes.summary_table(curves, record.regimes, {
-            "norm_at_epoch": record.norm_at_epoch, "max_test_accuracy": record.max_test_accuracy,
-            "final_loss": curves.loss[:, :, -1],
-            "oscillation_fraction": regimes.oscillation_table(curves, settings.classifier.regime)}),
-        "norm_curves": classifiers.curve_table(curves, curves.norm, "norm"),
-    }
+    return regimes.sweep_tables("rho_sweep", record.curves, record.regimes, settings.classifier.regime,
+                                {"norm_at_epoch": record.norm_at_epoch,
+                                 "max_test_accuracy": record.max_test_accuracy})
 
 
 EXPERIMENT = Experiment(

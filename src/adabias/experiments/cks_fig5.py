@@ -115,15 +115,10 @@ def plot(settings: Fig5Settings, record: Fig5Record) -> dict:
 
 
 def tables(settings: Fig5Settings, record: Fig5Record) -> dict:
-    curves = record.curves
-    return {
-        "beta_sweep": regimes.summary_table(curves, record.regimes, {
-            "crossing_epoch": record.crossing_epoch, "norm_at_crossing": record.norm_at_crossing,
-            "test_accuracy_at_crossing": record.test_accuracy_at_crossing,
-            "final_loss": curves.loss[:, :, -1],
-            "oscillation_fraction": regimes.oscillation_table(curves, settings.classifier.regime)}),
-        "norm_curves": classifiers.curve_table(curves, curves.norm, "norm"),
-    }
+    return regimes.sweep_tables("beta_sweep", record.curves, record.regimes, settings.classifier.regime,
+                                {"crossing_epoch": record.crossing_epoch,
+                                 "norm_at_crossing": record.norm_at_crossing,
+                                 "test_accuracy_at_crossing": record.test_accuracy_at_crossing})
 
 
 EXPERIMENT = Experiment(

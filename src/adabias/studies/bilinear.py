@@ -288,6 +288,22 @@ def add_flows(sweeps: Sequence[Sweep], *, flow_points: int) -> list[FlowOverlay]
     return overlays
 
 
+def sweeps_with_flows(specs: Sequence[SweepSpec], *, num_steps: int, window_fraction: float,
+                      flow_points: int, progress: bool = False
+                      ) -> tuple[list[Sweep], list[FlowOverlay]]:
+    """:func:`run_sweep` for every spec, then :func:`add_flows` over all of them (Figures 2–3)."""
+    sweeps = [run_sweep(spec, num_steps, window_fraction=window_fraction, progress=progress)
+              for spec in specs]
+    return sweeps, add_flows(sweeps, flow_points=flow_points)
+
+
+#: Where the flow is compared with the iterates (a report note of Figures 2 and 3).
+APPROACH_NOTE = (
+    "The flow (dashed) is drawn and compared on the approach only, up to the first step with "
+    "|r| ≤ h·x·(|θ₁|+|θ₂|)/(1 − max(β, ρ)); at the landing the EMA memory spans the arrival, "
+    "∇E → 0 and the expansion does not apply (the iterates then oscillate about the minima).")
+
+
 def _sup_distance(flow: np.ndarray, iterates: np.ndarray) -> float:
     """sup_n ‖θ(nh) − θ⁽ⁿ⁾‖∞ (as ``flows.global_error``, in NumPy: the members' windows differ
     in length and a jitted version would compile once per length)."""

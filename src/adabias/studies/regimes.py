@@ -24,7 +24,7 @@ import numpy as np
 
 from adabias.studies.symbols import SYMBOLS
 from adabias.studies.classifiers import (ClassifierSweepSettings, RegimeCriteria, RegimeRules,
-                                         SweepCurves, SweepSpec, seed_mean)
+                                         SweepCurves, SweepSpec, curve_table, seed_mean)
 from adabias.studies.curves import first_index_below
 from adabias.studies.statistics import MONOTONE_THRESHOLD
 
@@ -95,6 +95,19 @@ def summary_table(curves: SweepCurves, run_regimes: np.ndarray, columns: Mapping
              "regime_code": np.vectorize(REGIMES.index)(run_regimes).ravel()}
     table.update({name: np.asarray(col, dtype=np.float64).ravel() for name, col in columns.items()})
     return table
+
+
+def sweep_tables(name: str, curves: SweepCurves, run_regimes: np.ndarray,
+                 criteria: RegimeCriteria, columns: Mapping[str, np.ndarray]) -> dict:
+    """The two data tables of a Figure 4/5 sweep: ``name`` — one row per run with ``columns``,
+    the final loss and the oscillation fraction (:func:`summary_table`) — and ``norm_curves``,
+    the seed-mean ‖∇E‖₁,ε against the epoch."""
+    return {
+        name: summary_table(curves, run_regimes, {
+            **columns, "final_loss": curves.loss[:, :, -1],
+            "oscillation_fraction": oscillation_table(curves, criteria)}),
+        "norm_curves": curve_table(curves, curves.norm, "norm"),
+    }
 
 
 def first_crossings(loss: np.ndarray, threshold: float) -> np.ndarray:
