@@ -1,14 +1,11 @@
-"""Tests for adabias.problems: landscapes, models, label noise, data loaders."""
+"""Tests for adabias.problems: landscapes, models, label noise, digits.
+
+The CIFAR loader is tested in test_data_integrity.py.
+"""
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
-
-import hashlib  # noqa: E402
-import io  # noqa: E402
-import tarfile  # noqa: E402
-import urllib.request  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -16,11 +13,8 @@ import pytest  # noqa: E402
 
 import adabias.problems as P  # noqa: E402
 from adabias.problems import bilinear  # noqa: E402
-from adabias.problems import data as data_mod  # noqa: E402
 from adabias.problems import diagonal_net as DN  # noqa: E402
 from adabias.problems import matrix_sensing as MS  # noqa: E402
-
-SUBSET = Path("/work/shared/data/cifar-10-subset")
 
 
 # ---------------------------------------------------------------- bilinear
@@ -254,151 +248,3 @@ def test_load_digits():
     assert x_tr.min() >= 0.0 and x_tr.max() <= 1.0 and x_tr.max() == 1.0
     assert set(np.unique(y_tr)) == set(range(10)) and y_te.dtype.kind == "i"
 
-
-# ---------------------------------------------------------------- CIFAR
-@pytest.mark.skipif(not SUBSET.is_dir(), reason="CIFAR-10 subset not available")
-def test_load_cifar_subset():
-    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar10", root=SUBSET)
-    assert x_tr.shape == (5000, 32, 32, 3) and x_te.shape == (1000, 32, 32, 3)
-    assert x_tr.dtype == np.uint8 and y_tr.dtype == np.int64
-    np.testing.assert_array_equal(y_tr[:10], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3])
-    np.testing.assert_array_equal(y_te[:10], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1])
-    # root pointing directly at the .bin directory works too
-    x2, y2, _, _ = P.load_cifar("cifar10", root=SUBSET / "cifar-10-batches-bin")
-    np.testing.assert_array_equal(y2, y_tr)
-    # channel order: rebuild record 3 of test_batch.bin by hand
-    raw = (SUBSET / "cifar-10-batches-bin" / "test_batch.bin").read_bytes()
-    rec = raw[3 * 3073 : 4 * 3073]
-    assert rec[0] == y_te[3]
-    for row, col in [(0, 0), (5, 17), (31, 31)]:
-        for c in range(3):
-            assert x_te[3, row, col, c] == rec[1 + c * 1024 + row * 32 + col]
-
-
-def _write_cifar10_dir(dirpath, n=3, batches=(1, 2, 3, 4, 5), seed=0):
-    rng = np.random.default_rng(seed)
-    dirpath.mkdir(parents=True, exist_ok=True)
-    for name in [f"data_batch_{i}.bin" for i in batches] + ["test_batch.bin"]:
-        recs = rng.integers(0, 256, size=(n, 3073), dtype=np.uint8)
-        recs[:, 0] = rng.integers(0, 10, size=n)
-        (dirpath / name).write_bytes(recs.tobytes())
-
-
-def test_cifar_partial_batches_warns(tmp_path):
-    _write_cifar10_dir(tmp_path / "cifar-10-batches-bin", batches=(1, 3))
-    with pytest.warns(UserWarning, match="data_batch_2.bin"):
-        x_tr, y_tr, x_te, _ = P.load_cifar("cifar10", root=tmp_path)
-    assert x_tr.shape == (6, 32, 32, 3) and x_te.shape == (3, 32, 32, 3)
-
-
-def test_cifar_corrupted_file(tmp_path):
-    d = tmp_path / "cifar-10-batches-bin"
-    _write_cifar10_dir(d)
-    bad = d / "data_batch_2.bin"
-    bad.write_bytes(bad.read_bytes()[:-5])
-    with pytest.raises(ValueError, match=r"data_batch_2\.bin.*9214"):
-        P.load_cifar("cifar10", root=tmp_path)
-
-
-def test_cifar100_fine_labels(tmp_path):
-    d = tmp_path / "cifar-100-binary"
-    d.mkdir()
-    rng = np.random.default_rng(1)
-    fine = {}
-    for name, n in [("train.bin", 4), ("test.bin", 2)]:
-        recs = rng.integers(0, 256, size=(n, 3074), dtype=np.uint8)
-        recs[:, 0] = rng.integers(0, 20, size=n)  # coarse
-        recs[:, 1] = rng.integers(20, 100, size=n)  # fine (distinct range)
-        fine[name] = recs[:, 1].astype(np.int64)
-        (d / name).write_bytes(recs.tobytes())
-        if name == "test.bin":
-            first = recs[0]
-    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar100", root=tmp_path)
-    np.testing.assert_array_equal(y_tr, fine["train.bin"])
-    np.testing.assert_array_equal(y_te, fine["test.bin"])
-    assert x_tr.shape == (4, 32, 32, 3)
-    assert x_te[0, 2, 7, 1] == first[2 + 1024 + 2 * 32 + 7]
-
-
-def _make_archive(tmp_path, dirname="cifar-10-batches-bin"):
-    src = tmp_path / "src"
-    _write_cifar10_dir(src / dirname)
-    archive = tmp_path / "archive.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(src / dirname, arcname=dirname)
-    return archive, hashlib.md5(archive.read_bytes()).hexdigest()
-
-
-def _patch_md5(monkeypatch, name, md5):
-    spec = data_mod.CIFAR_SPECS[name]
-    monkeypatch.setitem(data_mod.CIFAR_SPECS, name, data_mod.CifarSpec(**{**spec.__dict__, "md5": md5}))
-
-
-def test_cifar_archive_extract_and_bad_md5(tmp_path, monkeypatch):
-    archive, md5 = _make_archive(tmp_path)
-    root = tmp_path / "root"
-    root.mkdir()
-    target = root / "cifar-10-binary.tar.gz"
-    target.write_bytes(archive.read_bytes())
-    # real MD5 ≠ archive → clear error naming both hashes and the file
-    with pytest.raises(ValueError) as err:
-        P.load_cifar("cifar10", root=root)
-    msg = str(err.value)
-    assert "c32a1d4ab5d03f1284b67883e8d87530" in msg and md5 in msg and str(target) in msg
-    assert target.exists()  # a user's file is not deleted
-    _patch_md5(monkeypatch, "cifar10", md5)
-    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar10", root=root)
-    assert x_tr.shape == (15, 32, 32, 3) and (root / "cifar-10-batches-bin").is_dir()
-
-
-def test_cifar_unsafe_archive(tmp_path, monkeypatch):
-    root = tmp_path / "root"
-    root.mkdir()
-    archive = root / "cifar-10-binary.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        info = tarfile.TarInfo("../evil.bin")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"abc"))
-    _patch_md5(monkeypatch, "cifar10", hashlib.md5(archive.read_bytes()).hexdigest())
-    with pytest.raises(ValueError, match="unsafe"):
-        P.load_cifar("cifar10", root=root)
-    assert not (tmp_path / "evil.bin").exists()
-
-
-def test_cifar_missing_without_download(tmp_path):
-    with pytest.raises(FileNotFoundError) as err:
-        P.load_cifar("cifar10", root=tmp_path)
-    msg = str(err.value)
-    assert str(tmp_path) in msg and "download=True" in msg
-
-
-def test_cifar_default_root_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADABIAS_DATA", str(tmp_path))
-    assert P.default_data_root() == tmp_path
-    _write_cifar10_dir(tmp_path / "cifar-10-batches-bin")
-    assert P.load_cifar("cifar10")[0].shape == (15, 32, 32, 3)
-
-
-def test_cifar_download_with_local_fetch(tmp_path, monkeypatch):
-    archive, md5 = _make_archive(tmp_path)
-    seen = []
-
-    def fake_urlopen(url, *args, **kwargs):
-        seen.append(url)
-        return open(archive, "rb")
-
-    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
-    root = tmp_path / "dl"
-    # wrong checksum: refused, file deleted
-    with pytest.raises(ValueError, match="MD5 mismatch.*deleted"):
-        P.load_cifar("cifar10", root=root, download=True)
-    assert not (root / "cifar-10-binary.tar.gz").exists()
-    assert seen == ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]
-    _patch_md5(monkeypatch, "cifar10", md5)
-    x_tr, y_tr, x_te, y_te = P.load_cifar("cifar10", root=root, download=True)
-    assert x_tr.shape == (15, 32, 32, 3) and y_te.shape == (3,)
-
-
-def test_cifar_bad_name():
-    with pytest.raises(ValueError, match="cifar10"):
-        P.load_cifar("mnist")
