@@ -6,8 +6,8 @@ from adabias.problems.bilinear import (BILINEAR_START, BILINEAR_X, BILINEAR_Y, b
                                        bilinear_residual, bilinear_sign_flow_limit)
 from adabias.problems.classifiers import (accuracy, classifier_loss, cnn_apply, cross_entropy_loss,
                                           init_cnn, init_mlp, make_classifier, mlp_apply)
-from adabias.problems.data import (CIFAR_SPECS, CifarSpec, default_data_root, load_cifar,
-                                   load_digits)
+from adabias.problems.data import (CIFAR_SPECS, MANIFEST_NAME, CifarSpec, DataIntegrityError,
+                                   DataUnavailableError, default_data_root, load_cifar, load_digits)
 from adabias.problems.diagonal_net import (diagonal_net_balanced_point,
                                            diagonal_net_diag_power_trace,
                                            diagonal_net_hessian_diag_on_manifold,
@@ -27,7 +27,7 @@ from adabias.problems.sinh_regression import (sinh_regression_data,
                                               sinh_regression_loss, sinh_regression_measure,
                                               sinh_regression_min_measure_point)
 
-__all__ = ["BILINEAR_START", "BILINEAR_X", "BILINEAR_Y", "CIFAR_SPECS", "CifarSpec", "accuracy",
+__all__ = ["DataIntegrityError", "DataUnavailableError", "MANIFEST_NAME", "BILINEAR_START", "BILINEAR_X", "BILINEAR_Y", "CIFAR_SPECS", "CifarSpec", "accuracy",
            "bilinear_landscape", "bilinear_loss", "bilinear_min_one_norm_point",
            "bilinear_minimum_set", "bilinear_one_norm_per_residual", "bilinear_residual",
            "bilinear_sign_flow_limit", "classifier_loss", "cnn_apply", "cross_entropy_loss",

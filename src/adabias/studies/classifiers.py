@@ -35,7 +35,8 @@ import numpy as np
 
 import adabias as ab
 from adabias.measures import perturbed_one_norm
-from adabias.problems import accuracy, cross_entropy_loss, load_cifar, load_digits
+from adabias.problems import (DataIntegrityError, DataUnavailableError, accuracy,
+                              cross_entropy_loss, load_cifar, load_digits)
 from adabias.problems.classifiers import make_classifier
 
 # --- settings -----------------------------------------------------------------------------
@@ -171,7 +172,9 @@ def prepare_data(dataset: str, *, data_root: Optional[str] = None, download: boo
     elif dataset == "cifar10":
         try:
             x_tr, y_tr, x_te, y_te = load_cifar("cifar10", root=data_root, download=download)
-        except (OSError, ValueError) as error:  # FileNotFoundError, URLError, MD5 mismatch
+        except DataIntegrityError:  # corrupt data: its own message names the file
+            raise
+        except DataUnavailableError as error:  # not found offline, download failed
             raise RuntimeError(
                 f"CIFAR-10 is not available offline and could not be obtained ({error}). "
                 "Put the official binary archive cifar-10-binary.tar.gz or its extracted "
