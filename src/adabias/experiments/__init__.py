@@ -1,4 +1,4 @@
-"""Experiments (layer 6): one module per paper figure or table, registered on import.
+"""Experiments (layer 9): one thin module per paper figure, table or claim group, registered on import.
 
 ``REGISTRY`` maps experiment ids to :class:`Experiment`; ``adabias reproduce`` runs them.
 Every module of this package named ``cks_*`` or ``lwl_*`` is imported here; its

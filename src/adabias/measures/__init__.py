@@ -1,4 +1,4 @@
-"""Measures of a loss along training (layer 2): gradient norms and curvature, HVP-based.
+"""Measures of a loss along training (layer 3): gradient norms and curvature, HVP-based.
 
 CKS's bias terms penalize the perturbed one-norm ‖∇E‖₁,ε, ‖∇E‖₁ or ‖∇E‖₂²; LWL's sharpness
 measures are tr(H) (SGD), tr(Diag(H)^{1/2}) (Adam) and tr(Diag(H)^{1−λ}) (AdamE-λ).

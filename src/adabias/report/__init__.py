@@ -1,4 +1,4 @@
-"""The reproduction pipeline (layer 7): run experiments with a cache, write the report."""
+"""The reproduction pipeline (layer 10): run experiments with a cache, write the report."""
 
 from adabias.report.runner import Record, run_experiments, run_one
 from adabias.report.writer import write_report
