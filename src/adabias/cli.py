@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                           "most on a CPU, real data) or full (the papers' scale, meant for a GPU)")
     reproduce.add_argument("--only", nargs="+", metavar="ID",
                            help="experiment ids or prefixes (e.g. cks.fig1, lwl)")
-    reproduce.add_argument("--out", type=Path, default=Path("adabias-report"),
+    reproduce.add_argument("--out", type=_folder, default=Path("adabias-report"),
                            help="output directory (default: ./adabias-report)")
     reproduce.add_argument("--force", action="store_true", help="ignore cached results")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress output")
@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="a looser tolerance for claims whose id starts with PREFIX "
                               "(e.g. float32 experiments: --loose cks.fig4 1e-5); repeatable")
     return parser
+
+
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a folder (give one, or leave "
+                                         "--out out for ./adabias-report)")
+    return Path(text)
 
 
 def _compare(args) -> int:

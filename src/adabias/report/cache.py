@@ -171,7 +171,9 @@ def load_cached(out: Path, experiment: Experiment, key: CacheKey) -> Optional[Re
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise Stale(f"results record {path.name} has no checksums (older format or malformed)")
     body = {k: v for k, v in saved.items() if k != "sha256"}
-    if saved.get("sha256") != _canonical_sha256(body):
+    if not isinstance(saved.get("sha256"), str):
+        raise Stale(f"results record {path.name} is malformed (no checksum of its content)")
+    if saved["sha256"] != _canonical_sha256(body):
         raise Stale(f"results record {path.name} changed since it was written")
     why = key_difference(saved.get("key"), key)
     if why:

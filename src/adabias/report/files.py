@@ -89,7 +89,8 @@ def prepare_output(out: Path) -> None:
     """
     for folder in (out, *(out / name for name in FOLDERS)):
         if folder.exists() and not folder.is_dir():
-            raise OutputError(f"--out {out}: {folder} is a file, not a directory")
+            what = "a file, not a directory" if folder.is_file() else "not a directory"
+            raise OutputError(f"--out {out}: {folder} is {what}")
         try:
             folder.mkdir(parents=True, exist_ok=True)
             handle, probe = tempfile.mkstemp(dir=folder, prefix=".probe.", suffix=_PARTIAL)
