@@ -248,3 +248,17 @@ def test_out_that_is_empty_or_a_device(capsys, monkeypatch, out, message):
         raise SystemExit(code)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kill_and_resume_script():
+    """tools/kill_and_resume.py with a few kills (a minute or two): reruns match a clean run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "kill_and_resume.py"
+    done = subprocess.run([sys.executable, str(script), "--kills", "4", "--only", "cks.fig1"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4/4 reruns identical to the uninterrupted run" in done.stdout

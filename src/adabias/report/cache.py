@@ -15,7 +15,6 @@ or raises :class:`Stale` saying why it cannot be reused (the runner then recompu
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import importlib.metadata
 import json
@@ -73,9 +72,10 @@ def _canonical_sha256(value: Any) -> str:
     return sha256_bytes(json.dumps(value, sort_keys=True, separators=(",", ":")).encode())
 
 
-@functools.lru_cache(maxsize=None)
 def source_digest(root: Path) -> str:
-    """SHA-256 over the relative path and content of every ``.py`` file under ``root``."""
+    """SHA-256 over the relative path and content of every ``.py`` file under ``root``
+    (about 2 ms for the package: computed afresh for each experiment, so an edit made while a
+    process runs is seen too)."""
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
         digest.update(f"{path.relative_to(root).as_posix()}\0{sha256_file(path)}\n".encode())
