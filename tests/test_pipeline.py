@@ -109,6 +109,10 @@ def test_a_failing_experiment_is_reported_and_the_exit_code_is_nonzero(tmp_path,
     assert code == 1
     assert "FloatingPointError" in (out / "logs/test.broken.log").read_text()
     assert "loss became NaN at step 17" in (out / "report.md").read_text()
+    # the failure does not abort the others: cks.fig1 ran after it and its claims are reported
+    claims = json.loads((out / "claims.json").read_text())
+    assert {c["id"] for c in claims} == set(REGISTRY["cks.fig1"].claims)
+    assert (out / "results/cks.fig1.json").exists() and not (out / "results/test.broken.json").exists()
 
 
 def test_cli_list_and_unknown_id(capsys, tmp_path):

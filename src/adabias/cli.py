@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                           "most on a CPU, real data) or full (the papers' scale, meant for a GPU)")
     reproduce.add_argument("--only", nargs="+", metavar="ID",
                            help="experiment ids or prefixes (e.g. cks.fig1, lwl)")
-    reproduce.add_argument("--out", type=Path, default=Path("adabias-report"),
+    reproduce.add_argument("--out", type=_folder, default=Path("adabias-report"),
                            help="output directory (default: ./adabias-report)")
     reproduce.add_argument("--force", action="store_true", help="ignore cached results")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress output")
@@ -46,15 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _compare(args) -> int:
-    from adabias.report.compare import compare_claims
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a folder (give one, or leave "
+                                         "--out out for ./adabias-report)")
+    return Path(text)
 
-    for path in (args.old, args.new):
-        if not path.is_file():
-            print(f"adabias: no such file {path}", file=sys.stderr)
-            return 2
+
+def _compare(args) -> int:
+    from adabias.report.compare import ClaimsFileError, compare_claims
+
     loose = {prefix: float(rtol) for prefix, rtol in args.loose}
-    report = compare_claims(args.old, args.new, rtol=args.rtol, rtol_by_prefix=loose)
+    try:
+        report = compare_claims(args.old, args.new, rtol=args.rtol, rtol_by_prefix=loose)
+    except ClaimsFileError as error:
+        print(f"adabias: {error}", file=sys.stderr)
+        return 2
     for claim_id, lines in report.items():
         print(claim_id)
         for line in lines:
@@ -93,36 +100,54 @@ def _list(args) -> int:
 
 
 def _reproduce(args) -> int:
+    from adabias.report.files import OutputError, output_lock, prepare_output, remove_partial_files
+
+    try:
+        prepare_output(args.out)  # before any work: a bad --out fails at once
+    except OutputError as error:
+        print(f"adabias: {error}", file=sys.stderr)
+        return 2
     base = _load_registry()
     from adabias import __version__
     from adabias.report import run_experiments, write_report
+    from adabias.report.writer import summary
 
     try:
         experiments = base.select(args.only)
     except KeyError as error:
         print(f"adabias: {error.args[0]}", file=sys.stderr)
         return 2
-    progress = not args.no_progress
-    records = run_experiments(experiments, args.out, scale=args.scale, force=args.force,
-                              progress=progress, version=__version__)
-    write_report(args.out, records, scale=args.scale, version=__version__)
-    held = sum(c["held"] for r in records for c in r.claims)
-    total = sum(len(r.claims) for r in records)
+    try:
+        with output_lock(args.out):
+            remove_partial_files(args.out)
+            records = run_experiments(experiments, args.out, scale=args.scale, force=args.force,
+                                      progress=not args.no_progress, version=__version__)
+            write_report(args.out, records, scale=args.scale, version=__version__)
+    except OutputError as error:
+        print(f"adabias: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"adabias: cannot write the report into {args.out}: {error}", file=sys.stderr)
+        return 1
+    print(f"{summary(records)} Report: {args.out / 'report.html'}")
     failed = [r for r in records if r.status == "failed"]
-    print(f"{held}/{total} claims held; report: {args.out / 'report.html'}")
     for record in failed:
         print(f"adabias: experiment {record.experiment.id} failed: {record.error} "
               f"(see {args.out / 'logs' / (record.experiment.id + '.log')})", file=sys.stderr)
     return 1 if failed else 0
 
 
+_COMMANDS = {"list": _list, "compare": _compare, "reproduce": _reproduce}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "list":
-        return _list(args)
-    if args.command == "compare":
-        return _compare(args)
-    return _reproduce(args)
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        resume = " — rerun the same command to resume" if args.command == "reproduce" else ""
+        print(f"\nadabias: interrupted{resume}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -51,6 +51,26 @@ def compare_numbers(old: Any, new: Any, rtol: float) -> list[str]:
     return lines
 
 
+class ClaimsFileError(ValueError):
+    """A file that is not a readable claims.json (the message names the file and why)."""
+
+
+def load_claims(path: Path) -> dict[str, dict]:
+    """Claim id -> claim of a ``claims.json`` file; :class:`ClaimsFileError` if it is not one."""
+    try:
+        claims = json.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise ClaimsFileError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:
+        raise ClaimsFileError(f"{path} is not JSON ({error})") from None
+    if not isinstance(claims, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("id"), str) and "held" in c and "numbers" in c
+            for c in claims):
+        raise ClaimsFileError(f"{path} is not a claims.json file (a list of claims, each with "
+                              "id, held and numbers)")
+    return {c["id"]: c for c in claims}
+
+
 def compare_claims(old_path: Path, new_path: Path, *, rtol: float = 1e-9,
                    rtol_by_prefix: Mapping[str, float] = {}) -> dict[str, list[str]]:
     """Claim id -> what differs between two claims.json files (empty when none differs).
@@ -58,8 +78,7 @@ def compare_claims(old_path: Path, new_path: Path, *, rtol: float = 1e-9,
     ``rtol_by_prefix`` gives a looser tolerance to the claims whose id starts with a prefix
     (float32 experiments, e.g. ``{"cks.fig4": 1e-5}``); the longest matching prefix wins.
     """
-    old = {c["id"]: c for c in json.loads(Path(old_path).read_text())}
-    new = {c["id"]: c for c in json.loads(Path(new_path).read_text())}
+    old, new = load_claims(old_path), load_claims(new_path)
     report = {}
     for claim_id in list(old) + [c for c in new if c not in old]:
         if claim_id not in new or claim_id not in old:

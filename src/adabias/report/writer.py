@@ -10,6 +10,7 @@ import platform
 from pathlib import Path
 from typing import Any, Sequence
 
+from adabias.report.files import write_atomic
 from adabias.report.runner import Record
 
 
@@ -42,22 +43,36 @@ def _environment() -> str:
 
 
 def _header(records: Sequence[Record], scale: str, version: str) -> dict:
-    claims = [c for r in records for c in r.claims]
     return {
         "mode": scale,
         "version": version,
         "written": datetime.datetime.now().isoformat(timespec="seconds"),
         "environment": _environment(),
-        "claims_held": sum(c["held"] for c in claims),
-        "claims_total": len(claims),
-        "failed": [r.experiment.id for r in records if r.status == "failed"],
         "seconds": sum(r.seconds for r in records if r.status == "ran"),
     }
 
 
+def summary(records: Sequence[Record]) -> str:
+    """``9 of 10 claims held.``, naming the experiments that failed, if any."""
+    claims = [c for r in records for c in r.claims]
+    held = f"{sum(c['held'] for c in claims)} of {len(claims)} claims held"
+    failed = [r.experiment.id for r in records if r.status == "failed"]
+    if not failed:
+        return held + "."
+    lost = (f"{len(failed)} of {len(records)} experiment{'s' if len(records) > 1 else ''} "
+            f"failed: {', '.join(failed)}")
+    return f"No claim decided: {lost}." if len(failed) == len(records) else f"{held}; {lost}."
+
+
+def _status(record: Record) -> str:
+    if record.status == "cached":
+        return f"cached (computed {record.computed.replace('T', ' ')[:16]})"
+    return record.status + (f": {record.error}" if record.error else "")
+
+
 def write_claims_json(out: Path, records: Sequence[Record]) -> None:
     claims = [c for r in records for c in r.claims]
-    (out / "claims.json").write_text(json.dumps(claims, indent=1))
+    write_atomic(out / "claims.json", json.dumps(claims, indent=1))
 
 
 def write_markdown(out: Path, records: Sequence[Record], *, scale: str, version: str) -> None:
@@ -66,8 +81,7 @@ def write_markdown(out: Path, records: Sequence[Record], *, scale: str, version:
         "# adabias reproduction report", "",
         f"Mode: **{info['mode']}** · adabias {info['version']} · {info['environment']} · "
         f"written {info['written']}", "",
-        f"**{info['claims_held']} of {info['claims_total']} claims held.**"
-        + (f" Failed experiments: {', '.join(info['failed'])}." if info["failed"] else ""), "",
+        f"**{summary(records)}**", "",
         "## Claims", "",
         "| claim | held | numbers |", "| --- | --- | --- |",
     ]
@@ -78,7 +92,7 @@ def write_markdown(out: Path, records: Sequence[Record], *, scale: str, version:
     lines += ["", "## Time per experiment", "", "| experiment | status | seconds |",
               "| --- | --- | --- |"]
     for record in records:
-        status = record.status + (f": {record.error}" if record.error else "")
+        status = _status(record)
         lines.append(f"| `{record.experiment.id}` | {status} | {record.seconds:.1f} |")
     lines.append(f"| total (run now) | | {info['seconds']:.1f} |")
     for record in records:
@@ -99,7 +113,7 @@ def write_markdown(out: Path, records: Sequence[Record], *, scale: str, version:
             lines.append(f"  {format_numbers(c['numbers'])}" + (f" — {c['note']}" if c["note"] else ""))
         if record.data:
             lines += ["", "Data: " + ", ".join(f"[`{d}`](data/{d})" for d in record.data)]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_atomic(out / "report.md", "\n".join(lines) + "\n")
 
 
 _STYLE = """
@@ -124,9 +138,7 @@ def write_html(out: Path, records: Sequence[Record], *, scale: str, version: str
              "<h1>adabias reproduction report</h1>",
              f"<p>Mode: <b>{info['mode']}</b> · adabias {esc(info['version'])} · "
              f"{esc(info['environment'])} · written {info['written']}</p>",
-             f"<p><b>{info['claims_held']} of {info['claims_total']} claims held.</b>"
-             + (f" Failed experiments: {esc(', '.join(info['failed']))}." if info["failed"] else "")
-             + "</p>", "<h2>Claims</h2><table><tr><th>claim</th><th>held</th><th>numbers</th></tr>"]
+             f"<p><b>{esc(summary(records))}</b></p>", "<h2>Claims</h2><table><tr><th>claim</th><th>held</th><th>numbers</th></tr>"]
     for record in records:
         for c in record.claims:
             parts.append(f"<tr><td><a href='#{esc(record.experiment.id)}'><code>{esc(c['id'])}</code>"
@@ -135,7 +147,7 @@ def write_html(out: Path, records: Sequence[Record], *, scale: str, version: str
     parts.append("</table><h2>Time per experiment</h2><table><tr><th>experiment</th>"
                  "<th>status</th><th>seconds</th></tr>")
     for record in records:
-        status = record.status + (f": {record.error}" if record.error else "")
+        status = _status(record)
         parts.append(f"<tr><td><code>{esc(record.experiment.id)}</code></td><td>{esc(status)}</td>"
                      f"<td>{record.seconds:.1f}</td></tr>")
     parts.append(f"<tr><td>total (run now)</td><td></td><td>{info['seconds']:.1f}</td></tr></table>")
@@ -161,7 +173,7 @@ def write_html(out: Path, records: Sequence[Record], *, scale: str, version: str
             parts.append("<p>Data: " + ", ".join(f"<a href='data/{esc(d)}'>{esc(d)}</a>"
                                                   for d in record.data) + "</p>")
     parts.append("</body></html>")
-    (out / "report.html").write_text("\n".join(parts))
+    write_atomic(out / "report.html", "\n".join(parts))
 
 
 def write_report(out: Path, records: Sequence[Record], *, scale: str, version: str) -> None:
