@@ -223,10 +223,11 @@ def check_result(experiment_: Experiment, result: Result) -> None:
     missing = sorted(set(experiment_.claims) - set(decided))
     extra = sorted(set(decided) - set(experiment_.claims))
     repeated = sorted({c for c in decided if decided.count(c) > 1})
-    if missing or extra or repeated:
-        raise RuntimeError(
-            f"{experiment_.id}: claims not decided {missing}, undeclared {extra}, repeated {repeated}"
-        )
+    problems = [f"{what} {ids}" for what, ids in (("claims not decided", missing),
+                                                     ("undeclared claims", extra),
+                                                     ("claims decided twice", repeated)) if ids]
+    if problems:
+        raise RuntimeError(f"{experiment_.id}: " + "; ".join(problems))
 
 
 def select(ids: Optional[Sequence[str]]) -> list[Experiment]:
