@@ -2,7 +2,9 @@
 written, sweep members that do not depend on each other, parameter pytrees that are not
 arrays (equinox/flax models)."""
 
+import dataclasses
 import warnings
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,10 @@ def batch_loss(params, batch):
 
 def label_noise(key, batch):
     return {**batch, "y": batch["y"] + 0.5 * jax.random.rademacher(key, batch["y"].shape, dtype=batch["y"].dtype)}
+
+
+def init(key):
+    return {"w": 0.1 * jax.random.normal(key, (3,)), "b": jnp.array(0.0)}
 
 
 def assert_trees_equal(a, b):
@@ -90,3 +96,95 @@ def test_members_diverging_in_different_blocks_with_noise_leave_the_others_uncha
     keep = np.array([0, 1, 4, 5])
     assert_trees_equal(jax.tree.map(lambda x: x[keep], with_divergence.trajectory),
                        jax.tree.map(lambda x: x[keep], without.trajectory))
+
+
+# --- parameters that are not arrays (equinox / flax models) -----------------------------------------
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class Model:
+    """Like an ``eqx.Module`` holding an activation: the function is a leaf; calling applies it."""
+
+    w: jax.Array
+    activation: Callable
+
+    def __call__(self, x):
+        return self.activation(x @ self.w)
+
+
+@dataclasses.dataclass
+class StaticModel:
+    """Like an ``eqx.Module`` whose activation is a static field: callable, only array leaves."""
+
+    w: jax.Array
+    activation: Callable = jnp.tanh
+
+    def __call__(self, x):
+        return self.activation(x @ self.w)
+
+
+jax.tree_util.register_dataclass(StaticModel, data_fields=["w"], meta_fields=["activation"])
+
+X = jax.random.normal(jax.random.key(6), (5, 3))
+Y = jnp.array([0.5, -0.2, 0.1, 0.3, -0.4])
+
+
+def model_loss(model):
+    return 0.5 * jnp.mean((model(X) - Y) ** 2)
+
+
+def test_a_callable_model_with_array_leaves_is_a_start_not_an_init_function():
+    model = StaticModel(jnp.array([0.1, -0.2, 0.3]))
+    make = lambda learning_rate: ab.optim.adam(learning_rate)  # noqa: E731
+    result = ab.sweep(make, model_loss, model, 10, grid={"learning_rate": [0.01, 0.1]}, save_every=5)
+    assert isinstance(result.trajectory.params, StaticModel)
+    for i, learning_rate in enumerate([0.01, 0.1]):
+        single = ab.run(make(learning_rate), model_loss, model, 10, save_every=5)
+        np.testing.assert_allclose(result.member(i).params.w, single.params.w, rtol=1e-12)
+
+
+NOT_ARRAYS = {
+    "a function leaf (equinox activation)": (Model(jnp.array([0.1, -0.2, 0.3]), jax.nn.relu), r"\.activation.*eqx\.partition"),
+    "a string leaf": ({"w": jnp.zeros(3), "name": "layer"}, r"\['name'\].*eqx\.partition"),
+    "an object leaf": ({"w": jnp.zeros(3), "rng": np.random.default_rng(0)}, r"not arrays.*\['rng'\]"),
+    "an integer leaf": ({"w": jnp.zeros(3), "b": 0}, r"not floating point.*\['b'\]"),
+    "an integer array": ({"w": jnp.arange(3)}, r"not floating point.*\['w'\]"),
+    "a boolean mask": ({"w": jnp.zeros(3), "mask": jnp.array([True, False, True])}, r"not floating point.*\['mask'\]"),
+    "a PRNG key": ({"w": jnp.zeros(3), "key": jax.random.key(0)}, r"not floating point.*\['key'\]"),
+    "None": (None, "no array leaves"),
+    "an empty dict": ({}, "no array leaves"),
+    "a function": (init, "init_params"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_ARRAYS))
+def test_parameters_that_are_not_float_arrays_are_named(case):
+    params0, message = NOT_ARRAYS[case]
+    loss = lambda p: jnp.sum(jnp.asarray(jax.tree.leaves(p)[0], float) ** 2)  # noqa: E731
+    with pytest.raises(ValueError, match=message) as error:
+        ab.run(ab.optim.gd(0.1), loss, params0, 2)
+    assert "loss_fn could not be called" not in str(error.value)
+    with pytest.raises(ValueError, match=message):
+        ab.sweep(lambda learning_rate: ab.optim.gd(learning_rate), loss, params0, 2,
+                 grid={"learning_rate": [0.1]})
+
+
+def test_init_params_draws_each_seed_start_and_is_explicit():
+    make = lambda learning_rate: ab.optim.gd(learning_rate)  # noqa: E731
+    result = ab.sweep(make, full_loss, None, 4, grid={"learning_rate": [0.1]}, num_seeds=3, key=KEY,
+                      init_params=init)
+    starts = np.asarray(result.trajectory.params["w"][:, 0])
+    assert len({tuple(row) for row in starts.round(12)}) == 3
+    expected = init(jax.random.fold_in(jax.random.fold_in(KEY, 2), 1))
+    np.testing.assert_array_equal(starts[2], expected["w"])
+    with pytest.raises(ValueError, match="not both"):
+        ab.sweep(make, full_loss, PARAMS0, 4, grid={"learning_rate": [0.1]}, init_params=init)
+    with pytest.raises(ValueError, match="init_params must be a function"):
+        ab.sweep(make, full_loss, None, 4, grid={"learning_rate": [0.1]}, init_params=PARAMS0)
+    with pytest.raises(ValueError, match=r"init_params\(key\).*eqx\.partition"):
+        ab.sweep(make, model_loss, None, 4, grid={"learning_rate": [0.1]},
+                 init_params=lambda key: Model(jax.random.normal(key, (3,)), jax.nn.relu))
+    with pytest.raises(ValueError, match=r"not floating point: init_params\(key\)\['b'\]"):
+        ab.sweep(make, full_loss, None, 4, grid={"learning_rate": [0.1]},
+                 init_params=lambda key: {"w": jax.random.normal(key, (3,)), "b": jnp.array(0)})
