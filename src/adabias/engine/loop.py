@@ -79,11 +79,7 @@ class Trajectory(NamedTuple):
 
 
 class _Carry(NamedTuple):
-    """The state carried from step to step (per member).
-
-    Its class name is part of a checkpoint's fingerprint (the pytree structure), so files
-    written before stay valid only while it is called ``_Carry``.
-    """
+    """The state carried from step to step (per member)."""
 
     params: PyTree
     opt_state: PyTree

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from adabias.engine import checks
+from adabias.engine.checkpoint import writable_path
 from adabias.engine.driver import build_program, execute
 from adabias.engine.loop import LossFn, Metric, NoiseFn, PyTree, Trajectory
 
@@ -165,6 +166,7 @@ def sweep(
     computes its members, and the result is gathered whole on every process.
     ``checkpoint`` makes a long sweep resumable, as in :func:`~adabias.engine.run` (one host only).
     """
+    checkpoint = None if checkpoint is None else writable_path(checkpoint)
     names, values = checks.check_grid(make_optimizer, grid, num_seeds=num_seeds)
     members = [(point, seed) for point in itertools.product(*values) for seed in range(num_seeds)]
     dtype = jnp.result_type(float)
