@@ -14,12 +14,15 @@ Files, by job:
   program), runs it in one call or in chunks (progress bar, checkpoint), joins the records.
 - ``sweeps.py``: :func:`sweep` and :class:`SweepResult`: grid points × seeds, their keys and
   starts, sharding of the members over devices and processes.
-- ``checkpoint.py``: the resumable ``.npz`` file of a chunked run.
+- ``checkpoint.py``: the resumable ``.npz`` file of a chunked run, keyed by a fingerprint
+  of everything that determines the result; :class:`CheckpointError`,
+  :class:`CheckpointMismatch`.
 - ``checks.py``: argument checks, before anything is compiled.
 """
 
+from adabias.engine.checkpoint import CheckpointError, CheckpointMismatch
 from adabias.engine.driver import run
 from adabias.engine.loop import Trajectory
 from adabias.engine.sweeps import SweepResult, sweep
 
-__all__ = ["run", "sweep", "SweepResult", "Trajectory"]
+__all__ = ["run", "sweep", "SweepResult", "Trajectory", "CheckpointError", "CheckpointMismatch"]

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from adabias.engine import checks, loop
-from adabias.engine.checkpoint import Checkpoint
+from adabias.engine.checkpoint import Checkpoint, CheckpointError, fingerprint, writable_path
 from adabias.engine.loop import LossFn, Metric, NoiseFn, Program, PyTree, Trajectory
 
 _start_jit = jax.jit(loop.start, static_argnames=("program", "vmapped", "per_member_params"))
@@ -40,10 +40,12 @@ def execute(hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree, *
     chunks = _chunk_sizes(num_saves, 20 if (progress or checkpoint) else 1)
     store = None
     if checkpoint is not None:
-        store = Checkpoint(checkpoint, program=program, num_steps=num_steps, hyper=hyper, carry=carry)
+        store = _checkpoint(checkpoint, hyper, params0, keys, batches, carry, program=program,
+                            vmapped=vmapped, per_member_params=per_member_params,
+                            num_steps=num_steps, chunks=chunks)
     done_chunks, blocks = 0, []
     if store is not None and store.exists():
-        done_chunks, carry, records = store.load(carry, first)
+        done_chunks, carry, records = store.load(carry, first, len(chunks))
         blocks.append(records)
     bar = _progress_bar(num_steps) if progress else None
     if bar is not None:
@@ -68,6 +70,28 @@ def execute(hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree, *
     if vmapped:
         steps = jnp.broadcast_to(steps, (loss.shape[0], num_saves + 1))
     return Trajectory(steps, saved, loss, metrics, carry.diverged_at, carry.opt_state)
+
+
+def _checkpoint(path: str, hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree,
+                carry: PyTree, *, program: Program, vmapped: bool, per_member_params: bool,
+                num_steps: int, chunks: list[int]) -> Checkpoint:
+    """The :class:`Checkpoint` at ``path`` keyed by this run's fingerprint.
+
+    The programs enter the fingerprint as their lowered text, which holds every constant the
+    traced functions closed over (an optimizer's fixed β₁ or learning rate, data in
+    ``loss_fn``), the metrics and noise, shapes and dtypes; the arguments enter by their bytes.
+    """
+    if not all(getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves((hyper, keys, params0))):
+        raise CheckpointError(f"checkpoint {path}: a checkpointed sweep runs on the devices of one "
+                              "process only (devices=jax.local_devices())")
+    texts = [_start_jit.lower(hyper, params0, keys, batches, program=program, vmapped=vmapped,
+                              per_member_params=per_member_params).as_text()]
+    if chunks:
+        texts.append(_advance_jit.lower(hyper, carry, batches, jnp.asarray(0, jnp.int32), program=program,
+                                        vmapped=vmapped, num_saves=chunks[0]).as_text())
+    return Checkpoint(path, fingerprint(programs=texts, params0=params0, keys=keys, batches=batches,
+                                        hyper=hyper, num_steps=num_steps,
+                                        save_every=program.save_every, chunks=chunks))
 
 
 def build_program(make_optimizer, loss_fn: LossFn, params0: PyTree, num_steps: int, *,
@@ -141,11 +165,16 @@ def run(
       save_params: record the parameters (turn off for large models).
       progress: show a progress bar (runs the scan in chunks).
       checkpoint: a ``.npz`` path; the state is saved there after each of ~20 chunks
-        and an interrupted run called again with the same arguments resumes from it.
+        and an interrupted run called again with the same arguments resumes from it. The
+        file is keyed by everything that determines the result (the compiled program with
+        its constants, ``params0``, ``key``, ``batches``, the steps): a file of another run
+        raises :class:`~adabias.engine.CheckpointMismatch` naming what differs; a path that
+        cannot be written raises :class:`~adabias.engine.CheckpointError` before any work.
 
     Returns:
       A :class:`Trajectory`; a warning names the step where the run diverged, if it did.
     """
+    checkpoint = None if checkpoint is None else writable_path(checkpoint)
     program = build_program(loop.ConstantOptimizer(optimizer), loss_fn, params0, num_steps,
                             batches=batches, noise=noise, key=key, save_every=save_every,
                             metrics=metrics, save_params=save_params)

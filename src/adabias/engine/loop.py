@@ -8,7 +8,8 @@ way). A full-batch loss is ``loss_fn(params)``.
 Divergence: when the loss, the gradient or the new parameters are not finite at step k,
 the member is marked ``diverged_at = k``, its parameters and optimizer state stop
 changing, and later records repeat its last finite parameters. Other members of a
-sweep are unaffected.
+sweep are unaffected, bit for bit: a member's records are the same whether or not
+another member diverged.
 
 Checking every step costs little: each block of ``save_every`` steps first runs without
 per-step selection, accumulating 0·E and 0·(g + θ) element-wise (NaN exactly where a value
@@ -78,11 +79,7 @@ class Trajectory(NamedTuple):
 
 
 class _Carry(NamedTuple):
-    """The state carried from step to step (per member).
-
-    Its class name is part of a checkpoint's fingerprint (the pytree structure), so files
-    written before stay valid only while it is called ``_Carry``.
-    """
+    """The state carried from step to step (per member)."""
 
     params: PyTree
     opt_state: PyTree
@@ -238,6 +235,19 @@ def _run_block_exact(program: Program, hyper: Mapping, carry: _Carry, batches: P
     return jax.lax.scan(lambda c, k: (_step(program, hyper, batches, c, k), None), carry, steps)[0]
 
 
+def _select_members(which: jax.Array, on: PyTree, off: PyTree) -> PyTree:
+    """Leaf by leaf, ``on`` for the members where ``which`` holds and ``off`` elsewhere.
+
+    ``which`` has one entry per member (a scalar without a member axis); it is broadcast
+    along each leaf's trailing axes.
+    """
+    def pick(a, b):
+        flag = jnp.reshape(which, which.shape + (1,) * (a.ndim - which.ndim))
+        return jnp.where(flag, a, b)
+
+    return jax.tree.map(pick, on, off)
+
+
 # --- the compiled entry points (members stacked along a leading axis when vmapped) -------
 
 
@@ -261,10 +271,12 @@ def advance(hyper: Mapping, carry: _Carry, batches: PyTree, first_step: jax.Arra
     Each block first runs unchecked (:func:`_run_block`); when any member raised its flag,
     the block is run again from its start with every step checked (:func:`_run_block_exact`),
     so the result is that of checking every step while normal blocks pay one element-wise
-    add per step and one reduction. With ``vmapped`` the members lie along a leading axis
-    and the re-run is decided for all of them at once (a ``lax.cond`` on one predicate, not
-    a per-member select). With ``save_every = 1`` there is nothing to save: every step is
-    checked directly, and the step is compiled once instead of twice.
+    add per step and one reduction. With ``vmapped`` the members lie along a leading axis;
+    the re-run is one ``lax.cond`` for all of them, but only the members that raised their
+    flag take its result: the others keep their unchecked block, so a member's result does
+    not depend on whether another diverged (the checked and unchecked steps are different
+    programs and may round differently). With ``save_every = 1`` there is nothing to save:
+    every step is checked directly, and the step is compiled once instead of twice.
     """
     members = jax.vmap if vmapped else (lambda fn, **_: fn)
     fast = members(functools.partial(_run_block, program), in_axes=(0, 0, None, None))
@@ -278,7 +290,8 @@ def advance(hyper: Mapping, carry: _Carry, batches: PyTree, first_step: jax.Arra
             new = exact(hyper, carry, batches, steps)
         else:
             new, rerun = fast(hyper, carry, batches, steps)
-            new = jax.lax.cond(jnp.any(rerun), lambda: exact(hyper, carry, batches, steps), lambda: new)
+            redo = lambda: _select_members(rerun, exact(hyper, carry, batches, steps), new)
+            new = jax.lax.cond(jnp.any(rerun), redo, lambda: new)
         return new, record(new.params)
 
     carry, records = jax.lax.scan(block, carry, jnp.arange(num_saves))

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from adabias.engine import checks
+from adabias.engine.checkpoint import writable_path
 from adabias.engine.driver import build_program, execute
 from adabias.engine.loop import LossFn, Metric, NoiseFn, PyTree, Trajectory
 
@@ -103,13 +104,37 @@ def _gather_to_every_process(tree: PyTree) -> PyTree:
 # --- the sweep -------------------------------------------------------------------------------
 
 
+def _starts(params0: Optional[PyTree], init_params: Optional[Callable], seed_keys: jax.Array):
+    """``(start, one member's start)``: ``params0`` shared by all members, or ``init_params``
+    drawn for every member with key ``fold_in(seed key, 1)`` (a leading member axis)."""
+    if init_params is None:
+        return params0, params0
+    if params0 is not None:
+        raise ValueError("init_params draws every seed's start, so params0 must be None; pass "
+                         "either one start (params0) or the function (init_params), not both")
+    if not callable(init_params):
+        raise ValueError(f"init_params must be a function init_params(key) -> params, got {init_params!r}")
+    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
+    try:
+        start = jax.vmap(init_params)(init_keys)
+    except TypeError as error:
+        raise ValueError(
+            f"init_params(key) failed under jax.vmap: {error}. It must take one PRNG key and "
+            f"return the parameters, a pytree of floating-point arrays. {checks.PARTITION_HINT}"
+        ) from error
+    example = jax.tree.map(lambda x: x[0], start)
+    checks.check_params(example, name="init_params(key)")
+    return start, example
+
+
 def sweep(
     make_optimizer: Callable[..., optax.GradientTransformation],
     loss_fn: LossFn,
-    params0: PyTree | Callable[[jax.Array], PyTree],
+    params0: Optional[PyTree],
     num_steps: int,
     *,
     grid: Mapping[str, Sequence[float]],
+    init_params: Optional[Callable[[jax.Array], PyTree]] = None,
     num_seeds: int = 1,
     key: Optional[jax.Array] = None,
     batches: Optional[PyTree] = None,
@@ -128,8 +153,10 @@ def sweep(
     first called once per point with concrete values, so bad values raise ``ValueError``
     before anything is compiled. The program compiles once per shape, not per value.
 
-    ``params0`` is shared, or ``params0(key) -> params`` draws each seed's start; seed
-    ``s`` uses key ``fold_in(key, s)`` for its start and its noise.
+    ``params0`` is the start every member shares: any pytree of floating-point arrays (an
+    equinox model is passed through ``eqx.partition`` first). To draw each seed's own start
+    pass ``params0=None`` and ``init_params(key) -> params``; seed ``s`` uses key
+    ``fold_in(key, s)`` for its noise and ``fold_in(fold_in(key, s), 1)`` for its start.
 
     With several devices (``devices``, default all of ``jax.devices()``) the members are
     sharded along a one-axis mesh ``("members",)`` when their number is a multiple of the
@@ -139,6 +166,7 @@ def sweep(
     computes its members, and the result is gathered whole on every process.
     ``checkpoint`` makes a long sweep resumable, as in :func:`~adabias.engine.run` (one host only).
     """
+    checkpoint = None if checkpoint is None else writable_path(checkpoint)
     names, values = checks.check_grid(make_optimizer, grid, num_seeds=num_seeds)
     members = [(point, seed) for point in itertools.product(*values) for seed in range(num_seeds)]
     dtype = jnp.result_type(float)
@@ -149,13 +177,8 @@ def sweep(
     seeds = np.asarray([seed for _, seed in members])
     base_key = jax.random.key(0) if key is None else key
     seed_keys = jax.vmap(lambda s: jax.random.fold_in(base_key, s))(jnp.asarray(seeds))
-    per_member_params = callable(params0)
-    if per_member_params:
-        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(seed_keys)
-        start = jax.vmap(params0)(init_keys)
-        example = jax.tree.map(lambda x: x[0], start)
-    else:
-        start, example = params0, params0
+    per_member_params = init_params is not None
+    start, example = _starts(params0, init_params, seed_keys)
     program = build_program(make_optimizer, loss_fn, example, num_steps, batches=batches,
                             noise=noise, key=base_key, save_every=save_every, metrics=metrics,
                             save_params=save_params)

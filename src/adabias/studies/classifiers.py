@@ -305,7 +305,8 @@ def _train(spec: SweepSpec, progress: bool) -> SweepCurves:
     else:
         make_optimizer = lambda beta: ab.optim.adam(h, beta, fixed, eps)  # noqa: E731
     start = time.perf_counter()
-    result = ab.sweep(make_optimizer, loss_fn, init, spec.epochs, grid={spec.swept: spec.values},
+    result = ab.sweep(make_optimizer, loss_fn, None, spec.epochs, grid={spec.swept: spec.values},
+                      init_params=init,
                       num_seeds=spec.num_seeds, save_params=False, metrics=metrics,
                       progress=progress)
     traj = result.trajectory

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -56,13 +56,15 @@ def train(make_optimizer: Callable[..., optax.GradientTransformation], loss_fn: 
           params0: Any, batch: Mapping[str, jax.Array], *, delta: float,
           grid: Mapping[str, Sequence[float]], num_steps: int, num_seeds: int, save_every: int,
           key: jax.Array, metrics: Mapping[str, Callable] = MappingProxyType({}),
-          save_params: bool = True, progress: bool = False) -> ab.engine.SweepResult:
+          save_params: bool = True, progress: bool = False,
+          init_params: Optional[Callable[[jax.Array], Any]] = None) -> ab.engine.SweepResult:
     """Every point of ``grid`` × ``num_seeds`` seeds trained on the full ``batch`` with label noise δ.
 
     One ``ab.sweep`` (the batch is the only one of the run). Seed s draws its labels, and its
-    start when ``params0(key)`` is a function, from key fold_in(``key``, s).
+    start when ``params0`` is None and ``init_params(key)`` is given, from key fold_in(``key``, s).
     """
-    return ab.sweep(make_optimizer, loss_fn, params0, num_steps, grid=grid, num_seeds=num_seeds,
+    return ab.sweep(make_optimizer, loss_fn, params0, num_steps, grid=grid, init_params=init_params,
+                    num_seeds=num_seeds,
                     key=key, batches=jax.tree.map(lambda x: x[None], batch), noise=noise(delta),
                     save_every=save_every, metrics=metrics, save_params=save_params,
                     progress=progress)

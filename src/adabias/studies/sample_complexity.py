@@ -138,11 +138,11 @@ def train_copies(make_optimizer: Callable, learning_rate: float, loss_fn: Callab
     """
     num_copies = int(jax.tree.leaves(batches)[0].shape[0])
 
-    def params0(key: jax.Array) -> Any:
+    def init_params(key: jax.Array) -> Any:
         return jax.vmap(init_copy)(jax.random.split(key, num_copies))
 
-    return label_noise.train(make_optimizer, stacked_loss(loss_fn), params0, batches,
-                             delta=settings.delta, grid={"learning_rate": [learning_rate]},
+    return label_noise.train(make_optimizer, stacked_loss(loss_fn), None, batches,
+                             init_params=init_params, delta=settings.delta, grid={"learning_rate": [learning_rate]},
                              num_steps=settings.num_steps, num_seeds=settings.num_seeds,
                              save_every=settings.save_every, key=jax.random.key(settings.seed),
                              progress=progress)
