@@ -139,7 +139,7 @@ def seeds_comparison(batch, d: int, sweep_steps: int, num_seeds: int = 32) -> tu
     base = jax.random.key(7)
 
     def swept():
-        return ab.sweep(make, problems.diagonal_net_loss, init, sweep_steps,
+        return ab.sweep(make, problems.diagonal_net_loss, None, sweep_steps, init_params=init,
                         grid={"learning_rate": [LEARNING_RATE]}, num_seeds=num_seeds, key=base,
                         batches=batches, noise=noise, save_every=sweep_steps, save_params=False).trajectory.loss
 

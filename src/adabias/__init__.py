@@ -8,9 +8,9 @@ reproduction pipeline (``adabias.experiments``, ``adabias reproduce``).
 """
 
 from adabias import flows, measures, optim, problems
-from adabias.engine import SweepResult, Trajectory, run, sweep
+from adabias.engine import CheckpointError, CheckpointMismatch, SweepResult, Trajectory, run, sweep
 
 __version__ = "0.1.0"
 
 __all__ = ["flows", "measures", "optim", "problems", "run", "sweep", "SweepResult", "Trajectory",
-           "__version__"]
+           "CheckpointError", "CheckpointMismatch", "__version__"]

@@ -1,4 +1,4 @@
-"""The trajectory engine (layer 3): training as one compiled program.
+"""The trajectory engine (layer 4): training as one compiled program.
 
 :func:`run` trains one model; :func:`sweep` trains a grid of hyperparameters × seeds as
 one ``vmap``-ed program. Both go through the same code: ``lax.scan`` over saved points,
