@@ -148,6 +148,8 @@ def test_float64_integer_complex128_and_python_leaves_pass_complex64_does_not():
     assert flows.fit_order(np.array([1, 2, 4]), [1.0, 4.0, 16.0]).order == pytest.approx(2.0)
     stacked = {"a": jnp.zeros((2, 3)), "n": jnp.zeros((2,), jnp.int32)}
     assert flows.global_error(stacked, stacked) == 0.0
+    complex128 = {"z": jnp.zeros((2, 1), jnp.complex128)}
+    assert flows.global_error(complex128, complex128) == 0.0
     with pytest.raises(TypeError, match="complex64"):
         flows.global_error({"z": jnp.zeros(2, jnp.complex64)}, {"z": jnp.zeros(2, jnp.complex64)})
     ys = flows.solve(lambda t, y, args: jax.tree.map(jnp.negative, y),
