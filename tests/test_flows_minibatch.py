@@ -8,8 +8,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import adabias as ab
-from adabias.flows import (PiecewiseField, adam_full_batch, adam_minibatch, adam_minibatch_zeroth,
-                           fit_order, global_error, solve, step_index)
+from adabias.flows import (PiecewiseField, adam_full_batch, adam_minibatch, fit_order,
+                           global_error, solve, step_index)
 from adabias.flows.minibatch import window_size
 
 jax.config.update("jax_enable_x64", True)
@@ -65,8 +65,8 @@ def test_theorem_31_matches_the_literal_formula(truncation, num_steps):
     h, beta, rho, eps = 0.05, 0.8, 0.9, 1e-3
     field = jax.jit(adam_minibatch(loss, BATCHES, h, beta, rho, eps,
                                    num_steps=num_steps, truncation=truncation))
-    zeroth = jax.jit(adam_minibatch_zeroth(loss, BATCHES, h, beta, rho, eps, num_steps=num_steps,
-                                           truncation=truncation))
+    zeroth = jax.jit(adam_minibatch(loss, BATCHES, h, beta, rho, eps, order=0,
+                                    num_steps=num_steps, truncation=truncation))
     for n in (0, 1, 2, 4, 11, 30):
         for frac in (0.0, 0.37):
             t = (n + frac) * h
@@ -122,7 +122,7 @@ def test_window_and_argument_validation():
     with pytest.raises(ValueError, match="beta2"):
         adam_minibatch(loss, BATCHES, 0.1, 0.9, 1.5, 1e-3)
     with pytest.raises(ValueError, match="eps"):
-        adam_minibatch_zeroth(loss, BATCHES, 0.1, 0.9, 0.9, 0.0)
+        adam_minibatch(loss, BATCHES, 0.1, 0.9, 0.9, 0.0, order=0)
     with pytest.raises(ValueError, match="learning_rate"):
         adam_minibatch(loss, BATCHES, 0.0, 0.9, 0.9, 1e-3)
     with pytest.raises(ValueError, match="batches"):
@@ -136,8 +136,7 @@ def minibatch_errors(order, step_sizes, horizon=0.96, beta=0.8, rho=0.9, eps=1e-
         assert steps % 3 == 0  # whole epochs
         trajectory = ab.run(ab.optim.adam(h, beta, rho, eps), loss, PARAMS, steps,
                             batches=BATCHES)
-        build = adam_minibatch if order == 1 else adam_minibatch_zeroth
-        field = build(loss, BATCHES, h, beta, rho, eps, num_steps=steps)
+        field = adam_minibatch(loss, BATCHES, h, beta, rho, eps, order=order, num_steps=steps)
         assert isinstance(field, PiecewiseField) and field.step_size == h
         flow = solve(field, PARAMS, jnp.arange(steps + 1) * h)  # jumps at the same grid n·h
         errors.append(global_error(flow, trajectory.params))

@@ -2,7 +2,7 @@
 
 Mini-batch k uses data batch k mod m; on t ∈ [nh, (n+1)h) the flow is (3.2) (DESIGN §3.4,
 :func:`adabias.flows.adam_minibatch`), its zeroth-order part θ̇ = −M⁽ⁿ⁾/R⁽ⁿ⁾
-(:func:`adabias.flows.adam_minibatch_zeroth`) tracks Adam to O(h). The global error is the
+(``adam_minibatch(..., order=0)``) tracks Adam to O(h). The global error is the
 sup over all steps n ≤ T/h with T/h a whole number of epochs (a final-time-only error jumps
 with T/h mod m), measured on a small nonlinear regression with m = 3 one-point batches.
 
@@ -99,8 +99,8 @@ def _order_study(settings: Thm31Settings) -> dict:
         regression_loss, params0, step_sizes, counts, batches=batches)
 
     def make_field(h, order):
-        return flows.switch([flows.adam_minibatch_zeroth(regression_loss, batches, h, beta, rho,
-                                                         eps),
+        return flows.switch([flows.adam_minibatch(regression_loss, batches, h, beta, rho, eps,
+                                                  order=0),
                              flows.adam_minibatch(regression_loss, batches, h, beta, rho, eps)],
                             order)
 

@@ -24,6 +24,10 @@ off an eigendecomposition of A (relative cutoff ``rank_rtol``), which is general
 ``residual_fn`` (for a squared loss, H = JᵀDJ on Γ with J the residuals' Jacobian), the
 projection is computed from the SVD of J·S^{1/2} instead (n×p, exact, cheaper). Both need ζ
 on Γ: start from :func:`project_to_manifold`.
+
+Every field and :func:`project_to_manifold` need float64 (near-manifold drifts and
+tolerances near 1e-11 are below float32 resolution) and refuse float32 input (x64 off, or
+float32 params for :func:`project_to_manifold`); keyword-only ``allow_float32=True`` opts out.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from adabias._validation import check_positive, require_x64
+from adabias._validation import check_positive, require_float64
 from adabias.measures.curvature import hessian_diag
 from adabias.measures.hvp import hvp
 
@@ -205,6 +209,20 @@ def _flat_parts(loss_fn, batch, residual_fn, params):
     return flat_loss, x, unravel, _flat_residual_fn(residual_fn, batch, unravel)
 
 
+def _slow_drift(what, loss_fn, batch, alpha, residual_fn, rank_rtol, allow_float32):
+    """The checks every slow ODE makes, and its drift ``drift(zeta, preconditioner)`` =
+    −(α/4) S^{1/2}(I − A⁺A)S^{1/2} ∇³L(ζ)[S], s = preconditioner(flat_loss, x, unravel)."""
+    require_float64(what, allow_float32=allow_float32)
+    check_positive("alpha", alpha)
+
+    def drift(zeta: PyTree, preconditioner: Callable) -> PyTree:
+        flat_loss, x, unravel, flat_residual = _flat_parts(loss_fn, batch, residual_fn, zeta)
+        s = preconditioner(flat_loss, x, unravel)
+        return unravel(_flat_drift(flat_loss, flat_residual, x, s, alpha, rank_rtol))
+
+    return drift
+
+
 def label_noise_slow_sgd(
     loss_fn: Callable,
     batch: Any,
@@ -212,6 +230,7 @@ def label_noise_slow_sgd(
     alpha: float,
     residual_fn: Optional[Callable] = None,
     rank_rtol: float = 1e-8,
+    allow_float32: bool = False,
 ) -> Field:
     """SGD's slow ODE under label noise (LWA; DESIGN §3.5), time t = kη²:
 
@@ -219,12 +238,11 @@ def label_noise_slow_sgd(
 
     A field ``f(t, ζ, args=None)`` for :func:`solve`. Arguments as in :func:`label_noise_slow_agm`.
     """
-    require_x64("label_noise_slow_sgd")
-    check_positive("alpha", alpha)
+    drift = _slow_drift("label_noise_slow_sgd", loss_fn, batch, alpha, residual_fn, rank_rtol,
+                        allow_float32)
 
     def field(t, zeta: PyTree, args=None) -> PyTree:
-        flat_loss, x, unravel, flat_residual = _flat_parts(loss_fn, batch, residual_fn, zeta)
-        return unravel(_flat_drift(flat_loss, flat_residual, x, jnp.ones_like(x), alpha, rank_rtol))
+        return drift(zeta, lambda flat_loss, x, unravel: jnp.ones_like(x))
 
     return field
 
@@ -238,6 +256,7 @@ def label_noise_slow_agm_quasi_static(
     S: Preconditioner,
     residual_fn: Optional[Callable] = None,
     rank_rtol: float = 1e-8,
+    allow_float32: bool = False,
 ) -> Field:
     """An AGM's slow ODE with v at its fixed point v = V(α·diag H(ζ)) (the c → ∞ limit):
 
@@ -245,14 +264,14 @@ def label_noise_slow_agm_quasi_static(
 
     A field ``f(t, ζ, args=None)`` for :func:`solve`. Arguments as in :func:`label_noise_slow_agm`.
     """
-    require_x64("label_noise_slow_agm_quasi_static")
-    check_positive("alpha", alpha)
+    drift = _slow_drift("label_noise_slow_agm_quasi_static", loss_fn, batch, alpha, residual_fn,
+                        rank_rtol, allow_float32)
+
+    def quasi_static(flat_loss, x, unravel):
+        return _preconditioner_vector(S(V(unravel(alpha * hessian_diag(flat_loss, x)))), x)
 
     def field(t, zeta: PyTree, args=None) -> PyTree:
-        flat_loss, x, unravel, flat_residual = _flat_parts(loss_fn, batch, residual_fn, zeta)
-        v = V(unravel(alpha * hessian_diag(flat_loss, x)))
-        s = _preconditioner_vector(S(v), x)
-        return unravel(_flat_drift(flat_loss, flat_residual, x, s, alpha, rank_rtol))
+        return drift(zeta, quasi_static)
 
     return field
 
@@ -267,6 +286,7 @@ def label_noise_slow_agm(
     c: float,
     residual_fn: Optional[Callable] = None,
     rank_rtol: float = 1e-8,
+    allow_float32: bool = False,
 ) -> Field:
     """An AGM's slow ODE under label noise near Γ, coupled with its statistic v (LWL; DESIGN §3.5):
 
@@ -286,17 +306,17 @@ def label_noise_slow_agm(
       residual_fn: optional residuals r(params, batch) with null(∂r) = T_ζΓ (e.g. f − y);
         then projections use the SVD of the Jacobian instead of the Hessian's eigenvectors.
       rank_rtol: relative cutoff deciding the rank of H (or J) on Γ.
+      allow_float32: build the field with x64 off (refused by default: DESIGN §2).
     """
-    require_x64("label_noise_slow_agm")
-    check_positive("alpha", alpha)
+    drift = _slow_drift("label_noise_slow_agm", loss_fn, batch, alpha, residual_fn, rank_rtol,
+                        allow_float32)
     check_positive("c", c)
 
     def field(t, state: SlowAGMState, args=None) -> SlowAGMState:
-        flat_loss, x, unravel, flat_residual = _flat_parts(loss_fn, batch, residual_fn, state.zeta)
-        target = V(unravel(alpha * hessian_diag(flat_loss, x)))
+        target = quasi_static_v(loss_fn, batch, state.zeta, alpha=alpha, V=V)
         dv = jax.tree.map(lambda goal, current: c * (goal - current), target, state.v)
-        s = _preconditioner_vector(S(state.v), x)
-        return SlowAGMState(v=dv, zeta=unravel(_flat_drift(flat_loss, flat_residual, x, s, alpha, rank_rtol)))
+        frozen = lambda flat_loss, x, unravel: _preconditioner_vector(S(state.v), x)
+        return SlowAGMState(v=dv, zeta=drift(state.zeta, frozen))
 
     return field
 
@@ -314,6 +334,7 @@ def project_to_manifold(
     atol: float = 1e-11,
     max_steps: int = 100_000,
     rank_rtol: float = 1e-8,
+    allow_float32: bool = False,
 ) -> PyTree:
     """Follow θ̇ = −S∇L(θ) (S a frozen diagonal, pytree like params; None = I) to Γ.
 
@@ -323,8 +344,10 @@ def project_to_manifold(
     along S·(normal space) to Γ to machine precision. The corrections change the end point
     by O(dist(θ, Γ)²) relative to the flow's limit, and spare the explicit solver its slow
     crawl at the tolerance floor. The end point approximates the limit map Φ_S(θ). Works
-    under ``jax.vmap`` (many seeds); meant for small p (forms the p×p Hessian).
+    under ``jax.vmap`` (many seeds); meant for small p (forms the p×p Hessian). Refuses
+    float32 ``params`` or x64 off (``allow_float32=True`` opts out).
     """
+    require_float64("project_to_manifold", allow_float32=allow_float32, params=params)
     flat_loss, x, unravel = _flat_loss(loss_fn, batch, params)
     s = _preconditioner_vector(S, x)
     flat_grad = jax.grad(flat_loss)

@@ -28,9 +28,9 @@ exact whenever W = N+1. Tests check the truncated and exact fields agree to ~1e-
 
 **Pieces.** n is the largest integer with fl(n·h) ≤ t (n ≥ 0,
 :func:`adabias.flows.step_index`), i.e. the pieces are [t_n, t_{n+1}) on the grid
-t_n = fl(n·h). Both constructors return a :class:`~adabias.flows.PiecewiseField` carrying h,
-so :func:`adabias.flows.solve` and :func:`adabias.flows.solve_steps` place the solver's jumps
-on that grid. Compare θ(t_n) with Adam's iterate θ⁽ⁿ⁾.
+t_n = fl(n·h). :func:`adam_minibatch` returns a :class:`~adabias.flows.PiecewiseField`
+carrying h, so :func:`adabias.flows.solve` and :func:`adabias.flows.solve_steps` place the
+solver's jumps on that grid. Compare θ(t_n) with Adam's iterate θ⁽ⁿ⁾.
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from adabias._validation import check_adam_hyperparameters, check_batches, is_concrete
-from adabias.flows.vector_field import PiecewiseField, step_index
+from adabias._validation import (check_adam_hyperparameters, check_batches, is_concrete,
+                                 require_float64)
+from adabias.flows.vector_field import ModifiedField, PiecewiseField, Terms, step_index
 from adabias.measures.hvp import hvp_batched
 
 PyTree = Any
 
-__all__ = ["adam_minibatch", "adam_minibatch_zeroth", "window_size"]
+__all__ = ["adam_minibatch", "window_size"]
 
 
 def window_size(beta1: float, beta2: float, *, num_steps: Optional[int] = None,
@@ -69,11 +70,6 @@ def window_size(beta1: float, beta2: float, *, num_steps: Optional[int] = None,
     k = 1 if gamma == 0.0 else max(1, math.ceil(math.log(truncation) / math.log(gamma)))
     truncated = 2 * k + 2
     return truncated if exact is None else min(exact, truncated)
-
-
-def _validate(learning_rate, beta1, beta2, eps, batches):
-    check_adam_hyperparameters(learning_rate, beta1, beta2, eps)
-    return check_batches(batches)
 
 
 class _Prepared:
@@ -119,33 +115,57 @@ def adam_minibatch(
     beta2: float,
     eps: float,
     *,
+    order: int = 1,
     num_steps: Optional[int] = None,
     truncation: float = 1e-17,
+    allow_float32: bool = False,
 ) -> PiecewiseField:
-    """First-order modified flow of cyclic mini-batch Adam, CKS Theorem 3.1, eq. (3.2).
+    """Modified flow of cyclic mini-batch Adam, CKS Theorem 3.1, eq. (3.2).
+
+    ``order=1``: (3.2), tracking Adam's iterates to O(h²); its field is a
+    :class:`~adabias.flows.vector_field.ModifiedField` (leading −M⁽ⁿ⁾/R⁽ⁿ⁾, correction the
+    h-term) inside the :class:`~adabias.flows.PiecewiseField`. ``order=0``: θ̇ = −M⁽ⁿ⁾/R⁽ⁿ⁾
+    on [nh, (n+1)h) (3.2 without its h-term), O(h).
 
     Args:
       loss_fn: ``loss_fn(params, batch)``, E_k = loss_fn(·, batch k mod m).
       batches: pytree whose leaves have leading axis m.
       learning_rate, beta1, beta2, eps: h, β, ρ, ε of bias-corrected Adam (2.1).
+      order: 1 or 0.
       num_steps: the horizon N the flow is integrated over (t ≤ N·h); with it the window
         is at most N+1 steps (exact).
       truncation: drop EMA weights below this (static window; 0 = exact, needs num_steps).
+      allow_float32: build the field with x64 off (refused by default: DESIGN §2).
 
     Returns:
       ``f(t, params, args=None) -> dparams/dt`` as a :class:`~adabias.flows.PiecewiseField`
       with step size h: the formula changes with n = step_index(t, h).
       Cost per evaluation: one vmapped gradient over the m batches, O(W·p) EMA work and
-      2m HVPs; see the module docstring.
+      (order 1) 2m HVPs; see the module docstring.
     """
-    num_batches = _validate(learning_rate, beta1, beta2, eps, batches)
+    require_float64("adam_minibatch", allow_float32=allow_float32)
+    check_adam_hyperparameters(learning_rate, beta1, beta2, eps)
+    if order not in (0, 1):
+        raise ValueError(f"order must be 0 or 1, got order={order!r}")
+    num_batches = check_batches(batches)
     window = window_size(beta1, beta2, num_steps=num_steps, truncation=truncation)
     h = learning_rate
+    prepare = lambda t, params: _Prepared(loss_fn, batches, num_batches, h, beta1, beta2, eps,
+                                          window, t, params)
+
+    if order == 0:
+        def field0(t, params, args=None):
+            s = prepare(t, params)
+            return s.unravel(-s.q_n)
+
+        return PiecewiseField(field0, h)
+
     # static decay powers γ^(n−k) = γ^(W−1−j)
     lags = jnp.arange(window - 1, -1, -1)
 
-    def field(t, params, args=None):
-        s = _Prepared(loss_fn, batches, num_batches, h, beta1, beta2, eps, window, t, params)
+    def rates(t, params):
+        """(leading, correction) of (3.2) on raveled params, and the unravel."""
+        s = prepare(t, params)
         dtype = s.x.dtype
         n = s.n.astype(dtype)
         # 3. suffix sums S_k = Σ_{l=k}^{n−1} q_l (q_n excluded; invalid q are zero)
@@ -169,32 +189,15 @@ def adam_minibatch(
         two_l_plus = jnp.sum(products[:, 0], axis=0)             # 2L + L̄
         two_p_plus = jnp.sum(s.grads * products[:, 1], axis=0)   # 2P + P̄
         m_n, r_n = s.m_n, s.r_n
-        rate = -m_n / r_n + h * (m_n * two_p_plus / (2.0 * r_n**3) - two_l_plus / (2.0 * r_n))
-        return s.unravel(rate)
-
-    return PiecewiseField(field, h)
-
-
-def adam_minibatch_zeroth(
-    loss_fn: Callable[[PyTree, PyTree], jax.Array],
-    batches: PyTree,
-    learning_rate: float,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    *,
-    num_steps: Optional[int] = None,
-    truncation: float = 1e-17,
-) -> PiecewiseField:
-    """Zeroth-order flow of cyclic mini-batch Adam: θ̇ = −M⁽ⁿ⁾/R⁽ⁿ⁾ on [nh, (n+1)h) (3.2
-    without its h-term); tracks Adam's iterates to O(h). Arguments as :func:`adam_minibatch`.
-    """
-    num_batches = _validate(learning_rate, beta1, beta2, eps, batches)
-    window = window_size(beta1, beta2, num_steps=num_steps, truncation=truncation)
+        correction = h * (m_n * two_p_plus / (2.0 * r_n**3) - two_l_plus / (2.0 * r_n))
+        return -m_n / r_n, correction, s.unravel
 
     def field(t, params, args=None):
-        s = _Prepared(loss_fn, batches, num_batches, learning_rate, beta1, beta2, eps, window,
-                      t, params)
-        return s.unravel(-s.q_n)
+        leading, correction, unravel = rates(t, params)
+        return unravel(leading + correction)
 
-    return PiecewiseField(field, learning_rate)
+    def terms(t, params) -> Terms:
+        leading, correction, unravel = rates(t, params)
+        return Terms(unravel(leading), unravel(correction))
+
+    return PiecewiseField(ModifiedField(field, terms, "adam_minibatch"), h)

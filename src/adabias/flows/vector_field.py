@@ -7,6 +7,10 @@ so that :func:`adabias.flows.solve` can tell the step-size controller where the 
 stops just before t_n and restarts after it instead of stepping across a discontinuity).
 :func:`step_index` is the piece n of a time t; :func:`switch` picks one of several fields by a
 traced index (several flows in one compiled :func:`adabias.flows.solve_steps`).
+
+A first-order modified flow θ̇ = leading(θ) + correction(θ), the correction O(h), is a
+:class:`ModifiedField`: the same callable together with ``terms(t, y)`` returning the two
+(:class:`Terms`), which :mod:`adabias.flows.regime` compares (the asymptotic-regime check).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +29,8 @@ PyTree = Any
 #: ``f(t, y, args) -> dy/dt``, diffrax's vector-field signature.
 Field = Callable[[jax.Array, PyTree, Any], PyTree]
 
-__all__ = ["Field", "PiecewiseField", "step_index", "switch"]
+__all__ = ["Field", "PiecewiseField", "ModifiedField", "Terms", "step_index", "switch",
+           "terms_of"]
 
 
 def step_index(t: jax.Array, learning_rate: float) -> jax.Array:
@@ -63,11 +68,41 @@ class PiecewiseField:
         return grid[(grid >= lower) & (grid <= upper)]
 
 
+class Terms(NamedTuple):
+    """A modified flow's right-hand side split in two: leading + correction (O(h))."""
+
+    leading: PyTree
+    correction: PyTree
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModifiedField:
+    """A field ``f(t, y, args)`` = leading + first-order correction; callable as ``f``.
+
+    ``terms(t, y)`` gives the two parts (:class:`Terms`) for the regime check of
+    :func:`adabias.flows.solve`; ``name`` says which flow it is in that check's warning.
+    """
+
+    vector_field: Field
+    terms: Callable[[jax.Array, PyTree], Terms]
+    name: str
+
+    def __call__(self, t, y, args=None):
+        return self.vector_field(t, y, args)
+
+
+def terms_of(field: Field) -> Callable[[jax.Array, PyTree], Terms] | None:
+    """The ``terms`` of a (piecewise) :class:`ModifiedField`; None for any other field."""
+    inner = field.vector_field if isinstance(field, PiecewiseField) else field
+    return inner.terms if isinstance(inner, ModifiedField) else None
+
+
 def switch(fields: Sequence[Field], index: jax.Array) -> Field:
     """The field ``fields[index]`` for a traced ``index`` (``lax.switch``), so that several
     flows share one compiled solve (:func:`adabias.flows.solve_steps`). Piecewise fields
     switch into a :class:`PiecewiseField` with the chosen field's step size; the fields must
-    be all piecewise or none."""
+    be all piecewise or none. When some are :class:`ModifiedField`, the result is one too
+    (a field without a correction counts as leading = f, correction = 0)."""
     fields = tuple(fields)
     piecewise = [isinstance(f, PiecewiseField) for f in fields]
     if any(piecewise) and not all(piecewise):
@@ -77,6 +112,17 @@ def switch(fields: Sequence[Field], index: jax.Array) -> Field:
     def field(t, y, args=None):
         return jax.lax.switch(index, fields, t, y, args)
 
+    if any(terms_of(f) is not None for f in fields):
+        branches = [terms_of(f) or _uncorrected(f) for f in fields]
+        field = ModifiedField(field, lambda t, y: jax.lax.switch(index, branches, t, y), "switch")
     if all(piecewise):
         return PiecewiseField(field, jnp.stack([jnp.asarray(f.step_size) for f in fields])[index])
     return field
+
+
+def _uncorrected(field: Field) -> Callable[[jax.Array, PyTree], Terms]:
+    def terms(t, y):
+        rate = field(t, y, None)
+        return Terms(rate, jax.tree.map(jnp.zeros_like, rate))
+
+    return terms

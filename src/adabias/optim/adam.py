@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import optax
 
-from adabias._validation import check_adam_hyperparameters
+from adabias._validation import check_learning_rate, check_positive, check_unit_interval
 from adabias.optim.agm import diagonal, inverse_root, scale_by_agm
 from adabias.optim.types import ScalarOrSchedule
 
@@ -27,7 +27,13 @@ def scale_by_cks_adam(
     eps_inside_sqrt: bool = True,
     bias_correction: bool = True,
 ) -> optax.GradientTransformation:
-    """The direction m̂/√(ν̂ + ε) of (2.1) (or m̂/(√ν̂ + ε)), before the step size."""
+    """The direction m̂/√(ν̂ + ε) of (2.1) (or m̂/(√ν̂ + ε)), before the step size.
+
+    β, ρ ∈ [0, 1) and ε > 0 must be real numbers (checked here, so :func:`adam` and
+    :func:`rmsprop` check them too)."""
+    check_unit_interval("beta1", beta1)
+    check_unit_interval("beta2", beta2)
+    check_positive("eps", eps)
     if bias_correction:
         if eps_inside_sqrt:
             return optax.scale_by_adam(b1=beta1, b2=beta2, eps=0.0, eps_root=eps)
@@ -56,7 +62,7 @@ def adam(
       eps_inside_sqrt: ``False`` gives the Kingma–Ba denominator √ν̂ + ε.
       bias_correction: ``False`` drops the 1/(1−βⁿ⁺¹), 1/(1−ρⁿ⁺¹) factors.
     """
-    check_adam_hyperparameters(learning_rate, beta1, beta2, eps)
+    check_learning_rate(learning_rate)
     return optax.chain(
         scale_by_cks_adam(
             beta1,

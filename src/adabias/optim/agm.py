@@ -27,8 +27,9 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from adabias._validation import check_positive, check_unit_interval
-from adabias.optim.types import ScalarOrSchedule, check_learning_rate
+from adabias._validation import (check_learning_rate, check_open_unit_interval, check_positive,
+                                 check_unit_interval)
+from adabias.optim.types import ScalarOrSchedule
 
 PyTree = Any
 Statistic = Callable[[PyTree], PyTree]
@@ -50,17 +51,29 @@ def leaf_mean(diag_m: PyTree) -> PyTree:
 
 
 def check_blocks(blocks: PyTree) -> int:
-    """Validate integer block ids ≥ 0 and return the number of blocks (max id + 1)."""
+    """Validate Adam-mini block ids and return the number of segments (max id + 1).
+
+    Ids are labels of the parameters' blocks: integers in [0, p), p the number of entries of
+    ``blocks`` (= of the parameters): p parameters form at most p blocks, and the segment
+    table has max id + 1 rows, so a larger id is refused rather than allocated. Unused ids
+    (gaps, e.g. {0, 2}) are allowed: an empty block holds no parameter and changes nothing.
+    """
     leaves = jax.tree.leaves(blocks)
     if not leaves:
         raise ValueError("blocks must be a non-empty pytree of integer arrays, got no leaves")
-    for leaf in leaves:
-        array = np.asarray(leaf)
+    arrays = [np.asarray(leaf) for leaf in leaves]
+    for array in arrays:
         if not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"blocks must hold integer block ids, got dtype {array.dtype}")
-        if array.size and array.min() < 0:
-            raise ValueError(f"blocks must be non-negative ids, got min id {array.min()}")
-    return int(max(np.asarray(leaf).max(initial=0) for leaf in leaves)) + 1
+    size = sum(array.size for array in arrays)
+    low = min(int(array.min()) for array in arrays if array.size) if size else 0
+    high = max(int(array.max()) for array in arrays if array.size) if size else 0
+    if low < 0:
+        raise ValueError(f"blocks must be non-negative ids, got min id {low}")
+    if high >= max(size, 1):
+        raise ValueError(f"block ids must lie in [0, {size}) (the number of parameters), got "
+                         f"max id {high}")
+    return high + 1
 
 
 def check_shaped_like(name: str, tree: PyTree, params: PyTree) -> None:
@@ -114,8 +127,9 @@ def inverse_root(eps: float, *, eps_inside_sqrt: bool = False) -> Preconditioner
 
 
 def inverse_power(lam: float, eps: float) -> Preconditioner:
-    """AdamE-λ's S(v) = 1/(v^λ + ε); λ = 1/2 is Adam's."""
-    check_positive("lam", lam)
+    """AdamE-λ's S(v) = 1/(v^λ + ε), λ ∈ (0, 1); λ = 1/2 is Adam's (at λ = 1 the measure
+    tr(Diag(H)^{1−λ}) it reduces is constant, at λ = 0 S is constant: SGD with momentum)."""
+    check_open_unit_interval("lam", lam)
     check_positive("eps", eps)
     return lambda v: jax.tree.map(lambda x: 1.0 / (jnp.power(x, lam) + eps), v)
 
@@ -154,6 +168,8 @@ def scale_by_agm(
     for every entry, or a pytree shaped like params (e.g. V(Σ) of the slow ODE, to start with
     v equilibrated).
     """
+    check_unit_interval("beta1", beta1)
+    check_unit_interval("beta2", beta2)
 
     def init_fn(params: PyTree) -> ScaleByAGMState:
         statistic = V(jax.tree.map(jnp.zeros_like, params))
@@ -196,8 +212,6 @@ def agm(
       initial_v: v₀, a number or a pytree shaped like params (default 0).
     """
     check_learning_rate(learning_rate)
-    check_unit_interval("beta1", beta1)
-    check_unit_interval("beta2", beta2)
     return optax.chain(scale_by_agm(beta1, beta2, V, S, initial_v=initial_v),
                        optax.scale_by_learning_rate(learning_rate))
 
@@ -211,7 +225,8 @@ def adame(
     *,
     initial_v: InitialV = 0.0,
 ) -> optax.GradientTransformation:
-    """AdamE-λ (LWL): V = diag, S(v) = 1/(v^λ + ε); it reduces tr(Diag(H)^{1−λ}). v₀ = ``initial_v``."""
+    """AdamE-λ (LWL): V = diag, S(v) = 1/(v^λ + ε), λ ∈ (0, 1); it reduces tr(Diag(H)^{1−λ}).
+    v₀ = ``initial_v``."""
     return agm(learning_rate, beta1, beta2, diagonal, inverse_power(lam, eps), initial_v=initial_v)
 
 
@@ -226,10 +241,10 @@ def adam_mini(
 ) -> optax.GradientTransformation:
     """Adam-mini (LWL): v shared within each block of ``blocks``, S(v) = 1/(√v + ε).
 
-    ``blocks``: integer block ids, a pytree shaped like the parameters (checked at
-    ``init``). ``initial_v``: v₀, a number or a pytree like params constant on each block.
+    ``blocks``: integer block ids in [0, p) (p parameters; gaps allowed, :func:`check_blocks`),
+    a pytree shaped like the parameters (checked at ``init``). ``initial_v``: v₀, a number or
+    a pytree like params constant on each block.
     """
-    check_positive("eps", eps)
     transform = agm(learning_rate, beta1, beta2, block_mean(blocks), inverse_root(eps),
                     initial_v=initial_v)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import optax
 
-from adabias._validation import check_unit_interval
-from adabias.optim.types import ScalarOrSchedule, check_learning_rate
+from adabias._validation import check_learning_rate, check_unit_interval
+from adabias.optim.types import ScalarOrSchedule
 
 
 def gd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
