@@ -23,7 +23,7 @@ def loss_fn(params):
     return 0.5 * jnp.mean((jnp.tanh(X @ params["w"] + params["b"]) - Y) ** 2)
 
 
-def params0(key):
+def init_params(key):
     """Each seed's start: w ~ N(0, I/8), b = 0."""
     return {"w": jax.random.normal(key, (8,)) / jnp.sqrt(8.0), "b": jnp.zeros(())}
 
@@ -35,7 +35,7 @@ def main(num_steps=1000, save_every=100, num_seeds=3, learning_rates=(1e-3, 1e-2
     result = ab.sweep(
         # called with traced values: one compilation for every value of the grid
         lambda learning_rate, beta2: ab.optim.adam(learning_rate, 0.9, beta2, eps),
-        loss_fn, params0, num_steps,
+        loss_fn, None, num_steps, init_params=init_params,  # each seed draws its own start
         grid={"learning_rate": list(learning_rates), "beta2": list(beta2s)},
         num_seeds=num_seeds, key=jax.random.key(0), save_every=save_every,
         metrics={"one_norm": lambda p: ab.measures.one_norm(grad(p))})
