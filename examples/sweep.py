@@ -2,7 +2,7 @@
 
 `ab.sweep` builds the optimizer from traced hyperparameter values, `vmap`s the training scan
 over every (grid point, seed) member and compiles it once, whatever the number of values.
-Each seed draws its own start here (`params0` is a function of a key). `rows()` gives one
+Each seed draws its own start here (`init_params` is a function of a key). `rows()` gives one
 record per member; any per-member array reshaped to `grid_shape` has axes (grid..., seed).
 
     python examples/sweep.py
