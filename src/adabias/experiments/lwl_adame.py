@@ -124,10 +124,9 @@ def plot(settings: AdamESettings, record: AdamERecord) -> dict:
         axes[0, 1].plot(steps, record.effective_support[i], color=color, label=f"λ = {lam:g}")
         train_and_test(axes[0, 2], steps, record.loss[i], record.test_loss[i], color=color,
                        train_label=f"λ = {lam:g} train", test_label=f"λ = {lam:g} ‖w − w*‖²")
-    axes[0, 0].set_title("own measure / its initial value")
-    axes[0, 1].set_title("effective support ‖w‖₁²/‖w‖₂²")
-    axes[0, 2].set_title("losses (seed mean)")
-    step_axes(axes[0], ["tr(Diag(H)^{1−λ}) / value at step 0", "effective number of non-zeros", "loss"])
+    step_axes(axes[0], ["own measure / its initial value", "effective support ‖w‖₁²/‖w‖₂²",
+                        "losses (seed mean)"],
+              ["tr(Diag(H)^{1−λ}) / value at step 0", "effective number of non-zeros", "loss"])
     figure.suptitle(f"AdamE-λ with label noise δ = {settings.delta}, diagonal net d = {settings.d}, "
                     f"n = {settings.n}, k = {settings.k} (seed mean of {settings.num_seeds})")
     return {"adame": figure}

@@ -194,9 +194,7 @@ def tables(settings: MatfacSettings, record: MatfacRecord) -> dict:
                       **{f"{name}_tail_mean_test_error": tail.mean[o] for o, name in enumerate(OPTIMIZERS)},
                       **{f"{name}_tail_sem_test_error": tail.sem[o] for o, name in enumerate(OPTIMIZERS)},
                       **{f"{name}_final_mean_test_error": final.mean[o] for o, name in enumerate(OPTIMIZERS)}},
-            "curves": {"step": record.steps.astype(float),
-                       **{f"{name}_n{n}_mean_test_error": record.mean_curve[o, i]
-                          for o, name in enumerate(OPTIMIZERS) for i, n in enumerate(ns)}}}
+            "curves": study.mean_curves_table(record.steps, record.mean_curve, ns, "test_error")}
 
 
 EXPERIMENT = Experiment(

@@ -138,10 +138,8 @@ def plot(settings: SharpnessSettings, record: SharpnessRecord) -> dict:
         start = first_index_below(m["loss"], settings.small_loss, or_equal=True)
         if start >= 0:
             mark_step(axes[0, :2], steps[start], color=color)
-    axes[0, 0].set_title("SGD's measure tr(H)")
-    axes[0, 1].set_title("Adam's measure tr(Diag(H)^{1/2})")
-    axes[0, 2].set_title("losses (seed mean)")
-    step_axes(axes[0], ["tr(H)", "tr(Diag(H)^{1/2})", "loss"])
+    step_axes(axes[0], ["SGD's measure tr(H)", "Adam's measure tr(Diag(H)^{1/2})", "losses (seed mean)"],
+              ["tr(H)", "tr(Diag(H)^{1/2})", "loss"])
     figure.suptitle(f"Label noise δ = {settings.delta} on a diagonal net (d = {settings.d}, "
                     f"n = {settings.n}); dotted: loss first ≤ {settings.small_loss:g}")
     return {"measures": figure}

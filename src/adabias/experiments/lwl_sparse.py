@@ -197,9 +197,7 @@ def tables(settings: SparseSettings, record: SparseRecord) -> dict:
             "runs": {"n": np.repeat(np.asarray(ns, float), runs),
                      **{f"{name}_final_test_loss": record.final_test_loss[o].ravel()
                         for o, name in enumerate(OPTIMIZERS)}},
-            "curves": {"step": record.steps.astype(float),
-                       **{f"{name}_n{n}_mean_test_loss": record.mean_curve[o, i]
-                          for o, name in enumerate(OPTIMIZERS) for i, n in enumerate(ns)}}}
+            "curves": study.mean_curves_table(record.steps, record.mean_curve, ns, "test_loss")}
 
 
 EXPERIMENT = Experiment(

@@ -49,9 +49,11 @@ def train_and_test(ax, steps: np.ndarray, train: np.ndarray, test: np.ndarray, *
     ax.semilogy(steps, test, "--", color=color, label=test_label)
 
 
-def step_axes(axes: Iterable, ylabels: Sequence[str]) -> None:
-    """x axis "step" in scientific notation, the y labels, and a small legend on each of ``axes``."""
-    for ax, label in zip(axes, ylabels):
+def step_axes(axes: Iterable, titles: Sequence[str], ylabels: Sequence[str]) -> None:
+    """Each of ``axes`` with its title, x axis "step" in scientific notation, its y label and a
+    small legend."""
+    for ax, title, label in zip(axes, titles, ylabels, strict=True):
+        ax.set_title(title)
         ax.set_xlabel("step")
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.set_ylabel(label)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -195,3 +195,12 @@ def sample_complexity(ns: list, mean_final: list, threshold: float) -> float:
         if value <= threshold:
             return float(n)
     return float("inf")
+
+
+def mean_curves_table(steps: np.ndarray, mean_curve: np.ndarray, ns: Sequence[int],
+                      quantity: str) -> dict:
+    """The seed-mean curves of every optimizer and n against the step: columns ``step`` and
+    ``<optimizer>_n<n>_mean_<quantity>`` (``mean_curve`` has shape (optimizers, n, steps))."""
+    return {"step": np.asarray(steps).astype(float),
+            **{f"{name}_n{n}_mean_{quantity}": mean_curve[o, i]
+               for o, name in enumerate(OPTIMIZERS) for i, n in enumerate(ns)}}
