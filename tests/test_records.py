@@ -165,6 +165,19 @@ def test_on_record_streams_every_saved_step_and_leaves_the_result_unchanged(run)
     np.testing.assert_array_equal(np.stack([row["twice"] for _, row in rows]), run.metrics["twice"])
 
 
+def test_streamed_values_keep_their_dtypes_and_shapes():
+    metrics = {"argmax": lambda p: jnp.argmax(p["w"]), "positive": lambda p: p["w"] > 0,
+               "complex": lambda p: p["w"][:2] * (1 + 2j), "single": lambda p: p["w"].astype(jnp.float32),
+               "matrix": lambda p: jnp.outer(p["w"], p["w"])}
+    rows = []
+    trajectory = ab.run(OPT, loss_fn, PARAMS0, 6, save_every=3, metrics=metrics,
+                        on_record=lambda step, row: rows.append(row))
+    for name, values in trajectory.metrics.items():
+        streamed = np.stack([row[name] for row in rows])
+        assert streamed.dtype == values.dtype, name
+        np.testing.assert_array_equal(streamed, values)
+
+
 def test_a_streaming_program_has_the_callback_and_a_plain_one_has_none():
     program = driver.build_program(loop.ConstantOptimizer(OPT), loss_fn, PARAMS0, 4, batches=None,
                                    noise=None, key=None, save_every=2, metrics=METRICS, save_params=True)
@@ -329,3 +342,39 @@ def test_a_bar_is_closed_when_its_loop_raises():
     with pytest.raises(KeyError):  # a metric that fails while the run is traced, under the bar
         ab.run(OPT, loss_fn, PARAMS0, 4, progress=True, metrics={"bad": lambda p: p["missing"]})
     assert len(tqdm._instances) == 0
+
+
+TWO_PROCESS_STREAM = r"""
+import sys
+import jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+jax.distributed.initialize(coordinator_address="127.0.0.1:" + sys.argv[2], num_processes=2,
+                           process_id=int(sys.argv[1]))
+import jax.numpy as jnp
+import adabias as ab
+rows = []
+loss = lambda p: jnp.sum((p - 1.0) ** 2)
+result = ab.sweep(lambda learning_rate: ab.optim.gd(learning_rate), loss, jnp.zeros(2), 20,
+                  grid={"learning_rate": [0.1, 0.2]}, save_every=5,
+                  on_record=lambda step, row: rows.append((step, int(row["member"]))))
+print("process", jax.process_index(), "streamed", sorted(rows))
+"""
+
+
+@pytest.mark.slow
+def test_a_sweep_over_two_processes_streams_every_row_in_the_first_process():
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    workers = [subprocess.Popen([sys.executable, "-c", TWO_PROCESS_STREAM, str(i), port], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-2000:]
+    every = sorted((step, member) for step in (0, 5, 10, 15, 20) for member in (0, 1))
+    assert f"process 0 streamed {every}" in outputs[0][0]
+    assert "process 1 streamed []" in outputs[1][0]

@@ -26,6 +26,7 @@ from adabias.engine.progress import optional_bar
 
 _start_jit = jax.jit(loop.start, static_argnames=("program", "vmapped", "per_member_params"))
 _advance_jit = jax.jit(loop.advance, static_argnames=("program", "vmapped", "num_saves", "stream"))
+_send_jit = jax.jit(stream.send, static_argnames=("ordered",))  # step 0 of a streaming run
 _COMPILING = "(compiling…)"
 
 
@@ -75,7 +76,8 @@ def _execute(hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree, 
             done_chunks, carry, records = store.load(carry, first, len(chunks))
             blocks.append(records)
         elif sink is not None:  # step 0 (a resumed run streams only the steps it computes)
-            stream.emit(sink, 0, first[1], first[2], carry.diverged_at)
+            _send_jit(sink, jnp.asarray(0, jnp.int32), first[1], first[2], carry.diverged_at,
+                      ordered=mode == "ordered")
         if bar is not None:
             bar.update(sum(chunks[:done_chunks]) * program.save_every)
         compiled = set()

@@ -326,8 +326,8 @@ def advance(hyper: Mapping, carry: _Carry, batches: PyTree, first_step: jax.Arra
         records = record(new.params)
         if stream != "off":
             _, loss, metrics = records
-            jax.debug.callback(streaming.emit, sink, start + program.save_every, loss, metrics,
-                               new.diverged_at, ordered=stream == "ordered")
+            streaming.send(sink, start + program.save_every, loss, metrics, new.diverged_at,
+                           ordered=stream == "ordered")
         return new, records
 
     carry, records = jax.lax.scan(block, carry, jnp.arange(num_saves))
