@@ -19,7 +19,9 @@ one fused element-wise add per step and one reduction per block; the price is th
 step is compiled twice (unchecked and checked) when ``save_every > 1``.
 
 :func:`start` and :func:`advance` are the two functions :mod:`adabias.engine.driver`
-compiles; with ``vmapped=True`` the members of a sweep lie along a leading axis.
+compiles; with ``vmapped=True`` the members of a sweep lie along a leading axis. A run that
+streams its records (``on_record``) compiles :func:`advance` with a ``jax.debug.callback``
+after each block (:mod:`adabias.engine.stream`); any other run compiles none.
 """
 
 from __future__ import annotations

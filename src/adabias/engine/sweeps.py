@@ -198,6 +198,8 @@ def sweep(
     checkpoint = None if checkpoint is None else writable_path(checkpoint)
     names, values = checks.check_grid(make_optimizer, grid, num_seeds=num_seeds)
     given = records.given_grid(grid)
+    on_block = None if on_record is None else records.sweep_sink(
+        on_record, dict(checks.sorted_metrics(metrics)), records.sweep_labels(given, num_seeds))
     members = [(point, seed) for point in itertools.product(*values) for seed in range(num_seeds)]
     dtype = jnp.result_type(float)
     hyper = {
@@ -213,8 +215,6 @@ def sweep(
                             noise=noise, key=base_key, save_every=save_every, metrics=metrics,
                             save_params=save_params)
     host_hyper = {name: np.asarray(values) for name, values in hyper.items()}
-    on_block = None if on_record is None else records.sweep_sink(
-        on_record, dict(program.metrics), records.sweep_labels(given, num_seeds))
     hyper, seed_keys = _shard_members((hyper, seed_keys), len(members), devices)
     if per_member_params:
         (start,) = _shard_members((start,), len(members), devices)
