@@ -18,11 +18,18 @@ Files, by job:
   of everything that determines the result; :class:`CheckpointError`,
   :class:`CheckpointMismatch`.
 - ``checks.py``: argument checks, before anything is compiled.
+- ``records.py``: records out: the tables of ``to_csv`` and ``to_dataframe``, the rows that
+  ``on_record`` streams, and two sinks, :class:`CSVStream` and :class:`TensorBoardStream`.
+- ``stream.py``: the host side of ``on_record``: the callback target compiled into a
+  streaming run, and the registry that finds the sink of each run.
+- ``progress.py``: progress bars that nest (the engine's, the experiments').
 """
 
 from adabias.engine.checkpoint import CheckpointError, CheckpointMismatch
 from adabias.engine.driver import run
 from adabias.engine.loop import Trajectory
+from adabias.engine.records import CSVStream, TensorBoardStream
 from adabias.engine.sweeps import SweepResult, sweep
 
-__all__ = ["run", "sweep", "SweepResult", "Trajectory", "CheckpointError", "CheckpointMismatch"]
+__all__ = ["run", "sweep", "SweepResult", "Trajectory", "CheckpointError", "CheckpointMismatch",
+           "CSVStream", "TensorBoardStream"]

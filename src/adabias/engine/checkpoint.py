@@ -9,10 +9,11 @@ that cannot be written, raises :class:`CheckpointError` naming the file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
-from typing import NamedTuple, Sequence
+from typing import Any, BinaryIO, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +114,34 @@ def writable_path(path) -> str:
     return path
 
 
+def write_atomic(path: str, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(file)`` into a temporary file in the folder of ``path``, then ``os.replace``.
+
+    An interruption at any point (even ``kill -9``) leaves the previous file or the new one,
+    never a partial one; the temporary file is removed on errors.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # as open() would make it, not mkstemp's 0600
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+@functools.lru_cache(maxsize=None)
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class Checkpoint:
     """Carry and records of a long run saved after each chunk, in one ``.npz`` file.
 
@@ -138,18 +167,7 @@ class Checkpoint:
         arrays = {f"carry_{i}": self._to_numpy(x) for i, x in enumerate(jax.tree.leaves(carry))}
         arrays.update({f"records_{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(records))})
         arrays.update({f"fingerprint_{name}": np.asarray(value) for name, value in self.fingerprint._asdict().items()})
-        folder, name = os.path.split(os.path.abspath(self.path))
-        handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, done_chunks=done_chunks, **arrays)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.remove(temporary)
-            raise
+        write_atomic(self.path, lambda file: np.savez(file, done_chunks=done_chunks, **arrays))
 
     def load(self, carry: PyTree, first, num_chunks: int):
         """``(done_chunks, carry, records)`` from the file; ``carry`` and ``first`` give the types."""

@@ -10,59 +10,92 @@ number of saved points leaves a shorter last chunk.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from adabias.engine import checks, loop
+from adabias.engine import checks, loop, records, stream
 from adabias.engine.checkpoint import Checkpoint, CheckpointError, fingerprint, writable_path
 from adabias.engine.loop import LossFn, Metric, NoiseFn, Program, PyTree, Trajectory
+from adabias.engine.progress import optional_bar
 
 _start_jit = jax.jit(loop.start, static_argnames=("program", "vmapped", "per_member_params"))
-_advance_jit = jax.jit(loop.advance, static_argnames=("program", "vmapped", "num_saves"))
+_advance_jit = jax.jit(loop.advance, static_argnames=("program", "vmapped", "num_saves", "stream"))
+_send_jit = jax.jit(stream.send, static_argnames=("ordered",))  # step 0 of a streaming run
+_COMPILING = "(compiling…)"
 
 
 def execute(hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree, *,
             program: Program, vmapped: bool, per_member_params: bool, num_steps: int,
-            progress: bool, checkpoint: Optional[str] = None) -> Trajectory:
+            progress: bool, checkpoint: Optional[str] = None,
+            on_block: Optional[stream.BlockSink] = None) -> Trajectory:
     """Train for ``num_steps`` steps; the records of every saved step as a :class:`Trajectory`.
 
     With ``vmapped`` the members lie along a leading axis of ``hyper``, ``keys`` (and of
-    ``params0`` with ``per_member_params``), and of every field of the result.
+    ``params0`` with ``per_member_params``), and of every field of the result. ``on_block``
+    receives each saved step's records as they are computed (:mod:`adabias.engine.stream`);
+    without it the compiled programs hold no callback.
     """
+    run = functools.partial(_execute, hyper, params0, keys, batches, program=program, vmapped=vmapped,
+                            per_member_params=per_member_params, num_steps=num_steps,
+                            progress=progress, checkpoint=checkpoint)
+    if on_block is None:
+        return run(sink=None, mode="off")
+    with stream.registered(on_block) as token:
+        return run(sink=token, mode=_stream_mode((hyper, keys, params0)))
+
+
+def _stream_mode(arrays: PyTree) -> str:
+    """Ordered callbacks on one device; XLA allows only unordered ones across several."""
+    devices = set()
+    for x in jax.tree.leaves(arrays):
+        devices |= set(getattr(getattr(x, "sharding", None), "device_set", ()))
+    return "ordered" if len(devices) <= 1 else "unordered"
+
+
+def _execute(hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree, *,
+             program: Program, vmapped: bool, per_member_params: bool, num_steps: int,
+             progress: bool, checkpoint: Optional[str], sink: Optional[jax.Array], mode: str) -> Trajectory:
     num_saves = num_steps // program.save_every
-    carry, first = _start_jit(hyper, params0, keys, batches, program=program, vmapped=vmapped,
-                              per_member_params=per_member_params)
     chunks = _chunk_sizes(num_saves, 20 if (progress or checkpoint) else 1)
-    store = None
-    if checkpoint is not None:
-        store = _checkpoint(checkpoint, hyper, params0, keys, batches, carry, program=program,
-                            vmapped=vmapped, per_member_params=per_member_params,
-                            num_steps=num_steps, chunks=chunks)
-    done_chunks, blocks = 0, []
-    if store is not None and store.exists():
-        done_chunks, carry, records = store.load(carry, first, len(chunks))
-        blocks.append(records)
-    bar = _progress_bar(num_steps) if progress else None
-    if bar is not None:
-        bar.update(sum(chunks[:done_chunks]) * program.save_every)
-    for index in range(done_chunks, len(chunks)):
-        first_step = jnp.asarray(sum(chunks[:index]) * program.save_every, jnp.int32)
-        carry, records = _advance_jit(hyper, carry, batches, first_step, program=program,
-                                      vmapped=vmapped, num_saves=chunks[index])
-        blocks.append(records)
-        if store is not None:
-            blocks = [_concatenate(blocks, vmapped=vmapped)]
-            store.save(index + 1, carry, blocks[0])
+    with optional_bar(progress, total=num_steps, desc=f"adabias {_COMPILING}", unit="step") as bar:
+        carry, first = _start_jit(hyper, params0, keys, batches, program=program, vmapped=vmapped,
+                                  per_member_params=per_member_params)
+        store = None
+        if checkpoint is not None:
+            store = _checkpoint(checkpoint, hyper, params0, keys, batches, carry, program=program,
+                                vmapped=vmapped, per_member_params=per_member_params,
+                                num_steps=num_steps, chunks=chunks)
+        done_chunks, blocks = 0, []
+        if store is not None and store.exists():
+            done_chunks, carry, records = store.load(carry, first, len(chunks))
+            blocks.append(records)
+        elif sink is not None:  # step 0 (a resumed run streams only the steps it computes)
+            _send_jit(sink, jnp.asarray(0, jnp.int32), first[1], first[2], carry.diverged_at,
+                      ordered=mode == "ordered")
         if bar is not None:
-            jax.block_until_ready(records)
-            bar.update(chunks[index] * program.save_every)
-    if bar is not None:
-        bar.close()
+            bar.update(sum(chunks[:done_chunks]) * program.save_every)
+        compiled = set()
+        for index in range(done_chunks, len(chunks)):
+            first_step = jnp.asarray(sum(chunks[:index]) * program.save_every, jnp.int32)
+            if bar is not None and chunks[index] not in compiled:
+                bar.set_description_str(f"adabias {_COMPILING}")
+            carry, records = _advance_jit(hyper, carry, batches, first_step, sink, program=program,
+                                          vmapped=vmapped, num_saves=chunks[index], stream=mode)
+            compiled.add(chunks[index])  # the call returns once the program is compiled (and cached)
+            blocks.append(records)
+            if store is not None:
+                blocks = [_concatenate(blocks, vmapped=vmapped)]
+                store.save(index + 1, carry, blocks[0])
+            if bar is not None:
+                bar.set_description_str("adabias")
+                jax.block_until_ready(records)
+                bar.update(chunks[index] * program.save_every)
     axis = 1 if vmapped else 0
     head = jax.tree.map(lambda x: jnp.expand_dims(x, axis), first)
     saved, loss, metrics = _concatenate([head] + blocks, vmapped=vmapped)
@@ -128,12 +161,6 @@ def _chunk_sizes(num_saves: int, target_chunks: int) -> list[int]:
     return sizes
 
 
-def _progress_bar(total: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="step", desc="adabias", leave=False)
-
-
 def run(
     optimizer: optax.GradientTransformation,
     loss_fn: LossFn,
@@ -148,8 +175,15 @@ def run(
     save_params: bool = True,
     progress: bool = False,
     checkpoint: Optional[str] = None,
+    on_record: Optional[Callable[[int, dict], None]] = None,
 ) -> Trajectory:
     """Train ``params0`` with ``optimizer`` for ``num_steps`` steps as one compiled scan.
+
+    The compiled program is cached on the identity of ``optimizer``'s functions, ``loss_fn``,
+    ``noise`` and every metric function (and on shapes and dtypes): a second call with the
+    same objects reuses it, a new object (a freshly built optimizer, a new ``lambda``)
+    compiles again. Build them once and reuse them across calls. The progress bar says
+    "compiling…" while it does.
 
     Args:
       optimizer: any ``optax.GradientTransformation``.
@@ -170,6 +204,13 @@ def run(
         its constants, ``params0``, ``key``, ``batches``, the steps): a file of another run
         raises :class:`~adabias.engine.CheckpointMismatch` naming what differs; a path that
         cannot be written raises :class:`~adabias.engine.CheckpointError` before any work.
+      on_record: ``on_record(step, row)`` called at every saved step while the run goes on,
+        with ``row`` = {"loss", "diverged", each metric} (numpy values), from inside the
+        compiled program through an ordered ``jax.debug.callback``; e.g.
+        :class:`~adabias.engine.CSVStream` or :class:`~adabias.engine.TensorBoardStream`.
+        Without it the program holds no callback. An exception it raises is raised when
+        the run is over, naming the step (later steps are not sent); a resumed run sends
+        only the steps it computes.
 
     Returns:
       A :class:`Trajectory`; a warning names the step where the run diverged, if it did.
@@ -179,9 +220,10 @@ def run(
                             batches=batches, noise=noise, key=key, save_every=save_every,
                             metrics=metrics, save_params=save_params)
     key = jax.random.key(0) if key is None else key
+    on_block = None if on_record is None else records.run_sink(on_record, dict(program.metrics))
     trajectory = execute({}, params0, key, batches, program=program, vmapped=False,
                          per_member_params=False, num_steps=int(num_steps), progress=progress,
-                         checkpoint=checkpoint)
+                         checkpoint=checkpoint, on_block=on_block)
     step = int(trajectory.diverged_at)
     if step >= 0:
         warnings.warn(

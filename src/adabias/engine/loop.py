@@ -19,7 +19,9 @@ one fused element-wise add per step and one reduction per block; the price is th
 step is compiled twice (unchecked and checked) when ``save_every > 1``.
 
 :func:`start` and :func:`advance` are the two functions :mod:`adabias.engine.driver`
-compiles; with ``vmapped=True`` the members of a sweep lie along a leading axis.
+compiles; with ``vmapped=True`` the members of a sweep lie along a leading axis. A run that
+streams its records (``on_record``) compiles :func:`advance` with a ``jax.debug.callback``
+after each block (:mod:`adabias.engine.stream`); any other run compiles none.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from adabias.engine import stream as streaming
 
 PyTree = Any
 LossFn = Callable[..., jax.Array]
@@ -76,6 +81,26 @@ class Trajectory(NamedTuple):
             raise ValueError("parameters were not recorded (save_params=False)")
         step_axis = self.steps.ndim - 1  # 1 when a member axis leads (sweeps)
         return jax.tree.map(lambda x: jnp.take(x, -1, axis=step_axis), self.params)
+
+    def to_csv(self, path, *, params: bool = False) -> None:
+        """Write the records as CSV, one row per saved step (atomically: temporary file, then
+        ``os.replace``). Columns: step, loss, diverged, each metric (an array metric one column
+        per entry, ``name[i]``) and, with ``params=True``, each parameter entry
+        (``params['w'][0]``); a sweep's trajectory adds ``member`` (use
+        :meth:`SweepResult.to_csv` for the grid values and seeds)."""
+        from adabias.engine import records
+
+        records.write_csv(path, records.columns(self, labels=self._labels(), params=params))
+
+    def to_dataframe(self, *, params: bool = False):
+        """The rows of :meth:`to_csv` as a pandas DataFrame (the extra ``adabias[pandas]``)."""
+        from adabias.engine import records
+
+        return records.dataframe(records.columns(self, labels=self._labels(), params=params))
+
+    def _labels(self) -> dict:
+        steps = jnp.shape(self.steps)
+        return {"member": np.arange(steps[0])} if len(steps) == 2 else {}
 
 
 class _Carry(NamedTuple):
@@ -264,8 +289,9 @@ def start(hyper: Mapping, params0: PyTree, keys: jax.Array, batches: PyTree, *,
     return first(hyper, params0, keys, batches)
 
 
-def advance(hyper: Mapping, carry: _Carry, batches: PyTree, first_step: jax.Array, *,
-            program: Program, vmapped: bool, num_saves: int):
+def advance(hyper: Mapping, carry: _Carry, batches: PyTree, first_step: jax.Array,
+            sink: Optional[jax.Array] = None, *, program: Program, vmapped: bool, num_saves: int,
+            stream: str = "off"):
     """Run ``num_saves × save_every`` steps from ``first_step``, recording after each block.
 
     Each block first runs unchecked (:func:`_run_block`); when any member raised its flag,
@@ -277,7 +303,14 @@ def advance(hyper: Mapping, carry: _Carry, batches: PyTree, first_step: jax.Arra
     not depend on whether another diverged (the checked and unchecked steps are different
     programs and may round differently). With ``save_every = 1`` there is nothing to save:
     every step is checked directly, and the step is compiled once instead of twice.
+
+    ``stream="ordered"`` or ``"unordered"`` sends each saved step's loss, metrics and
+    ``diverged_at`` (all members at once) to the sink registered under the token ``sink``
+    (:mod:`adabias.engine.stream`) through ``jax.debug.callback``; ``"off"`` (the default)
+    compiles no callback.
     """
+    if stream not in ("off", "ordered", "unordered"):
+        raise ValueError(f"stream must be 'off', 'ordered' or 'unordered', got {stream!r}")
     members = jax.vmap if vmapped else (lambda fn, **_: fn)
     fast = members(functools.partial(_run_block, program), in_axes=(0, 0, None, None))
     exact = members(functools.partial(_run_block_exact, program), in_axes=(0, 0, None, None))
@@ -292,7 +325,12 @@ def advance(hyper: Mapping, carry: _Carry, batches: PyTree, first_step: jax.Arra
             new, rerun = fast(hyper, carry, batches, steps)
             redo = lambda: _select_members(rerun, exact(hyper, carry, batches, steps), new)
             new = jax.lax.cond(jnp.any(rerun), redo, lambda: new)
-        return new, record(new.params)
+        records = record(new.params)
+        if stream != "off":
+            _, loss, metrics = records
+            streaming.send(sink, start + program.save_every, loss, metrics, new.diverged_at,
+                           ordered=stream == "ordered")
+        return new, records
 
     carry, records = jax.lax.scan(block, carry, jnp.arange(num_saves))
     if vmapped:  # the scan stacks saved points first; records are (member, saved point, ...)

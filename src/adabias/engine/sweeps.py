@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adabias.engine import checks
+from adabias.engine import checks, records
 from adabias.engine.checkpoint import writable_path
 from adabias.engine.driver import build_program, execute
 from adabias.engine.loop import LossFn, Metric, NoiseFn, PyTree, Trajectory
@@ -30,12 +30,16 @@ class SweepResult:
 
     Members are ordered as ``itertools.product(*grid.values(), range(num_seeds))``, so
     ``reshape(grid_shape)`` of any per-member array gives axes (grid names..., seed).
+    ``hyperparams`` holds the values the program was given (in its floating-point dtype,
+    e.g. float32 without x64); ``grid`` the grid as the user gave it, which :meth:`point`,
+    :meth:`rows` and :meth:`to_csv` report.
     """
 
     hyperparams: dict
     seeds: np.ndarray
     trajectory: Trajectory
     grid_shape: tuple
+    grid: dict  # name -> the values as given (Python numbers)
 
     @property
     def num_members(self) -> int:
@@ -45,13 +49,18 @@ class SweepResult:
         """The trajectory of one member."""
         return jax.tree.map(lambda x: x[index], self.trajectory)
 
+    def point(self, index: int) -> dict:
+        """The grid point of member ``index``, with the values as given."""
+        cell = np.unravel_index(index // self.grid_shape[-1], self.grid_shape[:-1])
+        return {name: values[int(j)] for (name, values), j in zip(self.grid.items(), cell)}
+
     def rows(self) -> list[dict]:
-        """One record per member: hyperparameters, seed, final loss, divergence."""
+        """One record per member: grid values as given, seed, final loss, divergence."""
         final_loss = np.asarray(self.trajectory.loss[:, -1])
         diverged_at = np.asarray(self.trajectory.diverged_at)
         rows = []
         for i in range(self.num_members):
-            row = {name: float(values[i]) for name, values in self.hyperparams.items()}
+            row = self.point(i)
             row.update(seed=int(self.seeds[i]), final_loss=float(final_loss[i]),
                        diverged_at=int(diverged_at[i]))
             for name, values in self.trajectory.metrics.items():
@@ -60,6 +69,21 @@ class SweepResult:
                     row[f"final_{name}"] = float(value)
             rows.append(row)
         return rows
+
+    def to_csv(self, path, *, params: bool = False) -> None:
+        """Write the records as CSV, one row per member and saved step (atomically: temporary
+        file, then ``os.replace``). Columns: step, member, each grid value as given, seed,
+        loss, diverged, each metric (an array metric one column per entry, ``name[i]``) and,
+        with ``params=True``, each parameter entry (``params['w'][0]``)."""
+        records.write_csv(path, self._columns(params))
+
+    def to_dataframe(self, *, params: bool = False):
+        """The rows of :meth:`to_csv` as a pandas DataFrame (the extra ``adabias[pandas]``)."""
+        return records.dataframe(self._columns(params))
+
+    def _columns(self, params: bool) -> dict:
+        labels = records.sweep_labels(self.grid, self.grid_shape[-1])
+        return records.columns(self.trajectory, labels=labels, params=params)
 
 
 # --- placing members on devices ------------------------------------------------------------
@@ -145,6 +169,7 @@ def sweep(
     progress: bool = False,
     devices: Optional[Sequence[jax.Device]] = None,
     checkpoint: Optional[str] = None,
+    on_record: Optional[Callable[[int, dict], None]] = None,
 ) -> SweepResult:
     """Train every point of ``grid`` × ``num_seeds`` seeds as one ``vmap``-ed program.
 
@@ -165,9 +190,16 @@ def sweep(
     arguments; ``devices=jax.devices()`` (the default) spans all hosts' devices, each process
     computes its members, and the result is gathered whole on every process.
     ``checkpoint`` makes a long sweep resumable, as in :func:`~adabias.engine.run` (one host only).
+    ``on_record(step, row)`` streams the records as in :func:`~adabias.engine.run`, once per
+    member and saved step, ``row`` starting with ``member``, the grid values as given and
+    ``seed`` (the columns of :meth:`SweepResult.to_csv`); on several devices the callback
+    is unordered (rows carry their step), and it runs in the first process only.
     """
     checkpoint = None if checkpoint is None else writable_path(checkpoint)
     names, values = checks.check_grid(make_optimizer, grid, num_seeds=num_seeds)
+    given = records.given_grid(grid)
+    on_block = None if on_record is None else records.sweep_sink(
+        on_record, dict(checks.sorted_metrics(metrics)), records.sweep_labels(given, num_seeds))
     members = [(point, seed) for point in itertools.product(*values) for seed in range(num_seeds)]
     dtype = jnp.result_type(float)
     hyper = {
@@ -188,7 +220,7 @@ def sweep(
         (start,) = _shard_members((start,), len(members), devices)
     trajectory = execute(hyper, start, seed_keys, batches, program=program, vmapped=True,
                          per_member_params=per_member_params, num_steps=int(num_steps),
-                         progress=progress, checkpoint=checkpoint)
+                         progress=progress, checkpoint=checkpoint, on_block=on_block)
     trajectory = _gather_to_every_process(trajectory)
     diverged = int(np.sum(np.asarray(trajectory.diverged_at) >= 0))
     if diverged:
@@ -204,4 +236,5 @@ def sweep(
         seeds=seeds,
         trajectory=trajectory,
         grid_shape=grid_shape,
+        grid=given,
     )

@@ -116,12 +116,14 @@ class Context:
         check_scale(self.scale)
 
     def track(self, items: Iterable, desc: str) -> Iterable:
-        """``items`` behind a progress bar (tqdm) when this run shows progress, else as they are."""
+        """``items`` behind a progress bar (tqdm) when this run shows progress, else as they are.
+
+        The bar nests with the engine's: a run's bar inside the loop takes the line below."""
         if not self.progress:
             return items
-        from tqdm.auto import tqdm
+        from adabias.engine.progress import track
 
-        return tqdm(list(items), desc=desc, leave=False)
+        return track(items, desc=desc)
 
 
 S = TypeVar("S")
