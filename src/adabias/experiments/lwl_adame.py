@@ -21,7 +21,7 @@ import numpy as np
 import adabias as ab
 from adabias._validation import require_x64
 from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
-from adabias.plot import panels
+from adabias.plot import diag_power_trace_label, panels
 from adabias.plot.measures import step_axes, train_and_test
 from adabias.problems.diagonal_net import (
     diagonal_net_diag_power_trace,
@@ -120,13 +120,13 @@ def plot(settings: AdamESettings, record: AdamERecord) -> dict:
     figure, axes = panels(1, 3, width=3.6, height=3.0)
     for i, lam in enumerate(float(lam) for lam in settings.lams):
         color, own = f"C{i}", record.own_measure[i]
-        axes[0, 0].plot(steps, own / own[0], color=color, label=f"λ = {lam:g}: tr(Diag H^{{{1 - lam:g}}})")
+        axes[0, 0].plot(steps, own / own[0], color=color, label=f"λ = {lam:g}: " + diag_power_trace_label(f"{1 - lam:g}"))
         axes[0, 1].plot(steps, record.effective_support[i], color=color, label=f"λ = {lam:g}")
         train_and_test(axes[0, 2], steps, record.loss[i], record.test_loss[i], color=color,
                        train_label=f"λ = {lam:g} train", test_label=f"λ = {lam:g} ‖w − w*‖²")
     step_axes(axes[0], ["own measure / its initial value", "effective support ‖w‖₁²/‖w‖₂²",
                         "losses (seed mean)"],
-              ["tr(Diag(H)^{1−λ}) / value at step 0", "effective number of non-zeros", "loss"])
+              [diag_power_trace_label("1-\\lambda") + " / value at step 0", "effective number of non-zeros", "loss"])
     figure.suptitle(f"AdamE-λ with label noise δ = {settings.delta}, diagonal net d = {settings.d}, "
                     f"n = {settings.n}, k = {settings.k} (seed mean of {settings.num_seeds})")
     return {"adame": figure}

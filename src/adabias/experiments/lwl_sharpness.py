@@ -20,7 +20,7 @@ import numpy as np
 
 from adabias._validation import require_x64
 from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
-from adabias.plot import panels
+from adabias.plot import TRACE_H, diag_power_trace_label, panels
 from adabias.plot.measures import mark_step, reference_level, step_axes, train_and_test
 from adabias.problems.diagonal_net import (
     diagonal_net_balanced_point,
@@ -138,8 +138,9 @@ def plot(settings: SharpnessSettings, record: SharpnessRecord) -> dict:
         start = first_index_below(m["loss"], settings.small_loss, or_equal=True)
         if start >= 0:
             mark_step(axes[0, :2], steps[start], color=color)
-    step_axes(axes[0], ["SGD's measure tr(H)", "Adam's measure tr(Diag(H)^{1/2})", "losses (seed mean)"],
-              ["tr(H)", "tr(Diag(H)^{1/2})", "loss"])
+    root = diag_power_trace_label("1/2")
+    step_axes(axes[0], ["SGD's measure " + TRACE_H, "Adam's measure " + root, "losses (seed mean)"],
+              [TRACE_H, root, "loss"])
     figure.suptitle(f"Label noise δ = {settings.delta} on a diagonal net (d = {settings.d}, "
                     f"n = {settings.n}); dotted: loss first ≤ {settings.small_loss:g}")
     return {"measures": figure}

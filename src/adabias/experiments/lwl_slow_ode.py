@@ -32,7 +32,7 @@ from adabias import flows
 from adabias._validation import require_x64
 from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
 from adabias.optim import agm, diagonal, inverse_root
-from adabias.plot import panels
+from adabias.plot import diag_power_trace_label, panels
 from adabias.plot.manifold import Curve, Level, slow_time_panel, tracking_panel
 from adabias.problems import (diagonal_net_diag_power_trace, diagonal_net_loss, sinh_regression_data,
                               sinh_regression_loss, sinh_regression_measure,
@@ -254,29 +254,30 @@ def _tracking_panel(ax, tracking: Tracking, settings: SlowOdeSettings, problem: 
 
 def plot(settings: SlowOdeSettings, record: SlowOdeRecord) -> dict[str, Any]:
     r = record
-    measure_label, mu = "μ = tr(Diag(H)^{1/2})", "tr(Diag H^{1/2})"
+    mu = diag_power_trace_label("1/2")
+    measure_label = "μ = " + mu
     figure, axes = panels(2, 3, width=3.8, height=3.1)
     _tracking_panel(axes[0, 0], r.tracking, settings, "diagonal net")
     slow_time_panel(axes[0, 1], r.t, [Curve(r.measure, f"{mu} along ζ(t)", {"color": "C2"})],
                     levels=[Level(settings.horizon, "T of the simulations",
                                   {"color": "k", "ls": ":", "lw": 1}, vertical=True)],
                     ylabel=measure_label, title="diagonal net: Adam's measure along the ODE")
-    slow_time_panel(axes[0, 2], r.t, [Curve(r.gradient_norm, "‖P_∥∇μ‖", {"color": "C3"}),
-                                      Curve(r.smallest, "min_i |ζ_i|", {"color": "C4"})],
+    slow_time_panel(axes[0, 2], r.t, [Curve(r.gradient_norm, r"$\|P_\parallel \nabla\mu\|$", {"color": "C3"}),
+                                      Curve(r.smallest, r"$\mathrm{min}_i\,|\zeta_i|$", {"color": "C4"})],
                     ylabel="norm / coordinate", title="diagonal net: projected gradient stays O(1)")
     _tracking_panel(axes[1, 0], r.sinh_tracking, settings, "sinh regression")
     slow_time_panel(axes[1, 1], r.sinh_t, [Curve(r.sinh_measure, f"μ = {mu} along ζ(t)", {"color": "C2"})],
                     levels=[Level(r.mu_star, "μ(θ*), independent minimizer", {"color": "k", "ls": "--", "lw": 1})],
                     ylabel=measure_label, title="sinh regression: Adam's measure along the ODE")
     linearization = r.sinh_gradient[-1] * np.exp(-r.linear_rate * (r.sinh_t - r.sinh_t[-1]))
-    criterion = Level(settings.gradient_ratio * r.sinh_gradient[0], f"{settings.gradient_ratio:g} × ‖P_∥∇μ(ζ(0))‖",
+    criterion = Level(settings.gradient_ratio * r.sinh_gradient[0], f"{settings.gradient_ratio:g} × " + r"$\|P_\parallel \nabla\mu(\zeta(0))\|$",
                       {"color": "C3", "ls": "--", "lw": 0.8})
     slow_time_panel(axes[1, 2], r.sinh_t, [
         Curve(r.sinh_measure - r.mu_star, "μ(ζ(t)) − μ(θ*)", {"color": "C2"}),
-        Curve(r.sinh_gradient, "‖P_∥∇μ(ζ(t))‖", {"color": "C3"}),
+        Curve(r.sinh_gradient, r"$\|P_\parallel \nabla\mu(\zeta(t))\|$", {"color": "C3"}),
         Curve(r.sinh_distance, "‖ζ(t) − θ*‖", {"color": "C0"}),
         Curve(linearization, f"∝ exp(−{r.linear_rate:.3g} t), linearization", {"color": "k", "ls": ":"}),
-    ], levels=[criterion], ylabel="gap / norm / distance", title="sinh regression: convergence to argmin_Γ μ (log y)",
+    ], levels=[criterion], ylabel="gap / norm / distance", title=r"sinh regression: convergence to $\mathrm{argmin}_{\Gamma}\,\mu$ (log y)",
         log=True)
     return {"slow_ode": figure}
 

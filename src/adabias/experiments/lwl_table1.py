@@ -229,7 +229,7 @@ def plot(settings: Table1Settings, record: Table1Record) -> dict:
     axes[0, 1].plot(line, line, "k-", lw=0.8, label="y = x")
     axes[0, 1].set_title(f"implied measure at {settings.num_points} points of Γ")
     axes[0, 1].set_xlabel("closed form from (u, v, m₂)")
-    axes[0, 1].set_ylabel("Σ_B|B|·mean_B(H_ii)^{1−λ} from HVPs")
+    axes[0, 1].set_ylabel(r"$\sum_B |B|\,\mathrm{mean}_B(H_{ii})^{1-\lambda}$ from HVPs")
     axes[0, 1].legend(fontsize=7)
     return {"rows": figure}
 

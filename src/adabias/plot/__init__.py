@@ -29,6 +29,15 @@ plt.rcParams.update({
     "ytick.labelsize": 8,
 })
 
+def diag_power_trace_label(power: str) -> str:
+    """tr(Diag(H)^power) in mathtext, e.g. ``diag_power_trace_label("1/2")``."""
+    return rf"$\mathrm{{tr}}(\mathrm{{Diag}}(H)^{{{power}}})$"
+
+
+#: SGD's label-noise measure tr(H) in mathtext.
+TRACE_H = r"$\mathrm{tr}(H)$"
+
+
 def panels(rows: int, cols: int, *, width: float = 3.2, height: float = 2.6, **kwargs):
     """A figure with a rows × cols grid of axes (always a 2-d array) and tight layout."""
     figure, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
@@ -36,4 +45,4 @@ def panels(rows: int, cols: int, *, width: float = 3.2, height: float = 2.6, **k
     return figure, axes
 
 
-__all__ = ["SYMBOLS", "panels"]
+__all__ = ["SYMBOLS", "TRACE_H", "diag_power_trace_label", "panels"]

@@ -38,7 +38,7 @@ def tracking_panel(ax, learning_rate: Sequence[float], distance: Sequence[float]
                    horizon: float, problem: str) -> None:
     """ODE against the simulations after K = T/η² steps: distance and standard error per η."""
     rates = np.asarray(learning_rate)
-    ax.loglog(rates, distance, "o-", label="‖mean Φ(θ_K) − ζ(T)‖")
+    ax.loglog(rates, distance, "o-", label=r"$\|\mathrm{mean}\,\Phi(\theta_K) - \zeta(T)\|$")
     ax.loglog(rates, standard_error, "s--", label="seed-mean standard error")
     ax.loglog(rates, ode_displacement * rates / rates[0], "k:", label="∝ η (reference)")
     ax.set_xticks(rates, [f"{rate:g}" for rate in rates])

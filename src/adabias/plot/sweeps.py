@@ -91,7 +91,7 @@ def plot_hill_profiles(ax, curves: SweepCurves, window: int) -> None:
         ax.plot(np.arange(smooth.size) + window // 2, rise_over_running_min(smooth),
                 lw=0.9, color=f"C{i}", label=f"{name}={value:g}")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("S(t) / min_{s≤t} S(s)  (seed 0)")
+    ax.set_ylabel(r"$S(t)\,/\,\min_{s\leq t} S(s)$  (seed 0)")
     ax.legend()
 
 
