@@ -212,8 +212,10 @@ def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h
     sees none of the jumps the iterates make. With ``order=1`` and ``check_start`` the field
     checks the first step's update at the start of a solve (n = 0) by differences of step
     ±h/(1−γ) along the correction's direction against its jvp, and warns
-    (``RuntimeWarning``, once) when they disagree by more than :data:`SMOOTHNESS_RTOL`; a sign whose argument stays away from zero passes the check
-    (there the correction is zero and locally right). Requires float64.
+    (``RuntimeWarning``, once) when they disagree by more than :data:`SMOOTHNESS_RTOL`. A sign
+    that flips within that reach always shows; a sign whose argument stays away from zero
+    passes (there the correction is zero and locally right); a kink (clipping, a max) shows
+    only where its effect over the step is a sizable part of the update. Requires float64.
 
     Returns:
       A :class:`~adabias.flows.PiecewiseField` with step size h, for
