@@ -68,9 +68,8 @@ def test_replay_of_adam_and_rmsprop_is_cks_flow_once_the_transient_is_gone(beta1
         np.testing.assert_allclose(at(replay, LATE, params), flat(cks(0.0, params)),
                                    rtol=1e-13, atol=1e-14)
     order0 = flows.memory_corrected(optimizer, loss, H, 0, decay=max(beta1, RHO))
-    np.testing.assert_allclose(at(order0, LATE, PARAMS),
-                               flat(flows.adam_full_batch(loss, H, beta1, RHO, EPS, order=0)(0.0, PARAMS)),
-                               rtol=1e-14)
+    signgd = flows.adam_full_batch(loss, H, beta1, RHO, EPS, order=0)
+    np.testing.assert_allclose(at(order0, LATE, PARAMS), flat(signgd(0.0, PARAMS)), rtol=1e-14)
 
 
 def test_replay_of_heavy_ball_and_gd_is_example_23_and_barrett_dherin():
@@ -82,8 +81,8 @@ def test_replay_of_heavy_ball_and_gd_is_example_23_and_barrett_dherin():
                                    rtol=1e-13)
         # GD has no memory: every n is "late"
         for n in (0, 7):
-            np.testing.assert_allclose(at(gd, n, params), flat(flows.gd_modified(loss, H)(0.0, params)),
-                                       rtol=1e-14)
+            np.testing.assert_allclose(at(gd, n, params),
+                                       flat(flows.gd_modified(loss, H)(0.0, params)), rtol=1e-14)
     # inside heavy ball's transient (zero momentum) the fields differ at order one
     early = at(heavy, 3, PARAMS)
     assert np.max(np.abs(early - flat(flows.heavy_ball_modified(loss, H, BETA)(0.0, PARAMS)))) > 1.0
@@ -100,7 +99,8 @@ def _pairs():
         "adam_uncorrected": (ab.optim.adam(H, BETA, RHO, EPS, bias_correction=False),
                              flows.adam_ema_form(BETA, RHO, EPS, bias_correction=False)),
         "adame": (ab.optim.adame(H, 0.25, BETA, RHO, EPS),
-                  flows.agm_ema_form(BETA, RHO, ab.optim.diagonal, ab.optim.inverse_power(0.25, EPS))),
+                  flows.agm_ema_form(BETA, RHO, ab.optim.diagonal,
+                                     ab.optim.inverse_power(0.25, EPS))),
         "adam_mini": (ab.optim.adam_mini(H, blocks, BETA, RHO, EPS, initial_v=0.3),
                       flows.agm_ema_form(BETA, RHO, ab.optim.block_mean(blocks),
                                          ab.optim.inverse_root(EPS), initial_v=0.3)),
@@ -132,7 +132,8 @@ def test_ema_weight_sums_are_the_sums_they_name():
             np.testing.assert_allclose([total, first], [w.sum(), (k * w).sum()], rtol=1e-12,
                                        atol=1e-15)
             _, corrected = flows.memory_ema.ema_weight_sums(beta, n, bias_correction=True)
-            expected = 0.0 if beta == 0 else beta / (1 - beta) - (n + 1) * beta ** (n + 1) / (1 - beta ** (n + 1))
+            expected = 0.0 if beta == 0 else (beta / (1 - beta)
+                                              - (n + 1) * beta ** (n + 1) / (1 - beta ** (n + 1)))
             np.testing.assert_allclose(corrected, expected, rtol=1e-10, atol=1e-14)
 
 
@@ -173,8 +174,8 @@ def _errors(make, decay, step_sizes, horizon, params0):
 
 def test_orders_against_the_iterates_of_smoothed_lion():
     step_sizes = [2e-3, 1e-3]
-    order1, order0 = _errors(lambda learning_rate: ab.optim.smoothed_lion(learning_rate, 0.8, 0.9, 1e-2),
-                             0.9, step_sizes, 0.1, PARAMS)
+    make = lambda learning_rate: ab.optim.smoothed_lion(learning_rate, 0.8, 0.9, 1e-2)
+    order1, order0 = _errors(make, 0.9, step_sizes, 0.1, PARAMS)
     slope = lambda e: np.log(e[0] / e[1]) / np.log(2.0)
     assert abs(slope(order1) - 2.0) < 0.3 and abs(slope(order0) - 1.0) < 0.3
     assert np.all(order1 < order0 / 5)
@@ -197,7 +198,8 @@ def test_orders_against_the_iterates_of_optax_and_ab_optim_transforms(name):
 # --- the start's smoothness check and the argument checks ------------------------------------
 
 def _sign_loss(params):      # ∂E/∂θ₂ = −1e-2 at θ = 0: a sign flips within the memory's reach
-    return 0.5 * (params[0] - 1.0) ** 2 + 0.5 * (params[1] - 1e-2) ** 2 + 0.1 * params[0] * params[1] ** 2
+    return (0.5 * (params[0] - 1.0) ** 2 + 0.5 * (params[1] - 1e-2) ** 2
+            + 0.1 * params[0] * params[1] ** 2)
 
 
 def _warnings_of(field, run):
@@ -238,10 +240,12 @@ def test_h_is_checked_against_an_inject_hyperparams_learning_rate():
     (lambda: flows.memory_corrected(ab.optim.gd(H), loss, H, True, decay=0.0), ValueError, "order"),
     (lambda: flows.memory_corrected(ab.optim.gd(H), loss, -H, decay=0.0), ValueError, "h must"),
     (lambda: flows.memory_corrected(ab.optim.gd(H), loss, H, decay=1.0), ValueError, "decay"),
-    (lambda: flows.memory_corrected(lambda g: g, loss, H, decay=0.0), TypeError, "GradientTransformation"),
+    (lambda: flows.memory_corrected(lambda g: g, loss, H, decay=0.0), TypeError,
+     "GradientTransformation"),
     (lambda: flows.memory_corrected(ab.optim.gd(H), "loss", H, decay=0.0), TypeError, "loss_fn"),
     (lambda: flows.memory_corrected_ema((0.9, 0.9), loss, H), TypeError, "EMAForm"),
-    (lambda: flows.memory_corrected_ema(flows.heavy_ball_ema_form(0.9), loss, H, 3), ValueError, "order"),
+    (lambda: flows.memory_corrected_ema(flows.heavy_ball_ema_form(0.9), loss, H, 3), ValueError,
+     "order"),
     (lambda: flows.adam_ema_form(0.9, 1.2, 1e-8), ValueError, "beta2"),
     (lambda: flows.adam_ema_form(0.9, 0.9, 0.0), ValueError, "eps"),
 ])

@@ -36,7 +36,8 @@ def test_preconditioned_sharpness_matches_a_dense_eigenvalue(inside, eps):
     got = ab.measures.preconditioned_sharpness(loss, PARAMS, V_HAT, eps, eps_inside_sqrt=inside)
     np.testing.assert_allclose(float(got), dense(PARAMS, V_HAT, eps, inside), rtol=1e-10)
     # extra loss arguments pass through
-    got = ab.measures.preconditioned_sharpness(loss, PARAMS, V_HAT, eps, 2.0, eps_inside_sqrt=inside)
+    got = ab.measures.preconditioned_sharpness(loss, PARAMS, V_HAT, eps, 2.0,
+                                               eps_inside_sqrt=inside)
     np.testing.assert_allclose(float(got), dense(PARAMS, V_HAT, eps, inside, 2.0), rtol=1e-10)
 
 

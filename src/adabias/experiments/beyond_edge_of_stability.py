@@ -49,7 +49,7 @@ from adabias.plot.orders import legend_below, log_h_axis
 
 @dataclasses.dataclass(frozen=True)
 class EdgeSettings:
-    beta1: float = 0.5              # β₁: r_c = 0.029, so tracking and the edge are 1.5 decades apart
+    beta1: float = 0.5              # β₁: r_c = 0.029, 1.5 decades below the edge
     beta2: float = 0.9              # β₂
     eps: float = 1e-6               # ε inside the root; |∇E|² ≈ 1.6e-9 ≪ ε near the teacher
     offset: float = 1e-5            # ‖θ⁽⁰⁾ − θ*‖₂, along a fixed random direction
@@ -188,7 +188,8 @@ def decide(settings: EdgeSettings, record: EdgeRecord) -> Decision:
         factor = float(record.error[first] / np.max(record.error[:first][below[:first]]))
         held3, note3 = factor >= settings.jump_factor, ""
         if not held3:
-            note3 = f"the error grew only {factor:.3g}× past the edge (rule: ≥ {settings.jump_factor:g}×)"
+            note3 = (f"the error grew only {factor:.3g}× past the edge (rule: "
+                     f"≥ {settings.jump_factor:g}×)")
     else:
         factor, held3 = float("nan"), False
         note3 = "no run both below and at or beyond the edge: the design ratios missed it"

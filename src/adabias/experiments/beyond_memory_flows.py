@@ -232,8 +232,9 @@ def decide(settings: MemoryFlowsSettings, record: MemoryFlowsRecord) -> Decision
         slopes = {model: slope(e.order1[index]) for model, e in record.errors.items()}
         held = all(abs(s - 2.0) < tolerance for s in slopes.values())
         numbers = {"local_slope_smallest_h": slopes,
-                   "local_slopes_all_h": {m: list(flows.fit_order(step_sizes, e.order1[index]).local)
-                                          for m, e in record.errors.items()},
+                   "local_slopes_all_h": {
+                       m: list(flows.fit_order(step_sizes, e.order1[index]).local)
+                       for m, e in record.errors.items()},
                    "errors": {m: list(e.order1[index]) for m, e in record.errors.items()},
                    "step_sizes": step_sizes, "expected": 2.0, "tolerance": tolerance}
         decay = settings.beta1 if name in ("nesterov", "smoothed_signum") else settings.beta2

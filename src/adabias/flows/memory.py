@@ -152,8 +152,9 @@ def _start_warning() -> Callable:
             warned.append(True)
             warnings.warn(
                 "memory_corrected: at the start, a finite difference of the optimizer's update "
-                f"disagrees with its derivative (|F(±s) − F(0) ∓ s·jvp| = {float(np.max(error)):.3g}"
-                f", s·|jvp| + |F(0)| = {float(np.max(size)):.3g}, s = h/(1 − decay)): the update is not smooth there "
+                "disagrees with its derivative (|F(±s) − F(0) ∓ s·jvp| = "
+                f"{float(np.max(error)):.3g}, s·|jvp| + |F(0)| = {float(np.max(size)):.3g}, "
+                "s = h/(1 − decay)): the update is not smooth there "
                 "(sign, clipping, a max), and the first-order memory correction is "
                 "meaningless. Smooth the update (ab.optim.smoothed_lion, smoothed_signum) or "
                 "use order=0.", RuntimeWarning, stacklevel=2)
@@ -213,9 +214,9 @@ def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h
       order: 1 (with the memory correction) or 0; a traced 0/1 (e.g. a ``hyper`` of
         :func:`adabias.flows.solve_steps`) multiplies the correction, so both orders share
         one compiled solve.
-      decay: the slowest decay factor of the transform's memory, e.g. max(b1, b2) for Adam,
-        the momentum for SGD, 0 for a memoryless update; it sets the replayed window
-        (:func:`memory_window`).
+      decay: the slowest decay factor of the transform's memory (a number), e.g. max(b1, b2)
+        for Adam, the momentum for SGD, 0 for a memoryless update; it sets the replayed
+        window (:func:`memory_window`).
       truncation: EMA weights below this are dropped (default: float64 resolution).
       check_start: compile the start's smoothness check into the field (below). Its host
         callback sits in the solver's loop: on a model of a few parameters it doubles the

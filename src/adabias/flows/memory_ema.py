@@ -88,7 +88,8 @@ def heavy_ball_ema_form(beta: float) -> EMAForm:
 
 def ema_weight_sums(beta: Any, n: jax.Array, *, bias_correction: bool) -> tuple:
     """(Σₖ wₖ, Σₖ k·wₖ) over k = 0 … n for wₖ = (1−β)βᵏ, divided by 1 − βⁿ⁺¹ with bias
-    correction: (1, β/(1−β) − (n+1)βⁿ⁺¹/(1−βⁿ⁺¹)) then, (1 − βⁿ⁺¹, β(1−βⁿ)/(1−β) − nβⁿ⁺¹) without."""
+    correction: (1, β/(1−β) − (n+1)βⁿ⁺¹/(1−βⁿ⁺¹)) then, (1 − βⁿ⁺¹, β(1−βⁿ)/(1−β) − nβⁿ⁺¹)
+    without."""
     dtype = jnp.result_type(float)
     beta = jnp.asarray(beta, dtype)
     n = jnp.asarray(n, dtype)
