@@ -21,9 +21,14 @@ from adabias.optim.agm import (
     scale_by_agm,
 )
 from adabias.optim.momentum import gd, heavy_ball
+from adabias.optim.smoothed import (SmoothedSignState, scale_by_smoothed_lion,
+                                    scale_by_smoothed_signum, smoothed_lion, smoothed_sign,
+                                    smoothed_signum)
 
 __all__ = [
     "adam", "rmsprop", "scale_by_cks_adam", "gd", "heavy_ball",
     "agm", "scale_by_agm", "ScaleByAGMState", "adame", "adam_mini", "adalayer",
     "diagonal", "block_mean", "leaf_mean", "inverse_root", "inverse_power",
+    "smoothed_lion", "smoothed_signum", "scale_by_smoothed_lion", "scale_by_smoothed_signum",
+    "smoothed_sign", "SmoothedSignState",
 ]
