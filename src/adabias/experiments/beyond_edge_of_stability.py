@@ -44,7 +44,7 @@ from adabias._validation import require_x64
 from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
 from adabias.plot import panels
 from adabias.plot.memory import error_and_stability
-from adabias.plot.orders import legend_below, log_h_axis
+from adabias.plot.orders import legend_below
 
 
 @dataclasses.dataclass(frozen=True)

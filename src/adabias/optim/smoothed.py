@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from adabias._validation import check_positive, check_unit_interval
-from adabias.optim.types import ScalarOrSchedule, check_learning_rate
+from adabias._validation import check_learning_rate, check_positive, check_unit_interval
+from adabias.optim.types import ScalarOrSchedule
 
 PyTree = Any
 
