@@ -69,8 +69,9 @@ def solve(
     warn_outside_regime(first_order_ratio(field, params0, t1),
                         f"solve: {getattr(inner, 'name', 'the field')}")
     jump_ts = field.jump_times(t0, t1) if isinstance(field, PiecewiseField) else None
-    return _diffeqsolve(field, params0, t0, t1, ts, rtol=rtol, atol=atol, jump_ts=jump_ts,
-                        max_steps=max_steps, solver=solver)
+    # times as arrays, like the numbers the field carries: a new horizon reuses the program
+    return _diffeqsolve(field, params0, jnp.asarray(t0), jnp.asarray(t1), ts, rtol=rtol,
+                        atol=atol, jump_ts=jump_ts, max_steps=max_steps, solver=solver)
 
 
 def _check_time_grid(ts: jax.Array, t0: Optional[float]) -> tuple[float, float]:
