@@ -24,11 +24,13 @@ import numpy as np
 
 from adabias._validation import check_positive, is_concrete, require_float64
 from adabias.flows.regime import first_order_ratio, warn_outside_regime
-from adabias.flows.vector_field import Field, PiecewiseField
+from adabias.flows.vector_field import Field, PiecewiseField, terms_of
 
 PyTree = Any
 
 __all__ = ["solve", "solve_steps"]
+
+_first_order_ratio = jax.jit(first_order_ratio)
 
 
 def solve(
@@ -66,8 +68,9 @@ def solve(
     ts = jnp.asarray(ts)
     t0, t1 = _check_time_grid(ts, t0)
     inner = field.vector_field if isinstance(field, PiecewiseField) else field
-    warn_outside_regime(first_order_ratio(field, params0, t1),
-                        f"solve: {getattr(inner, 'name', 'the field')}")
+    # compiled once per field structure, like the solve (a pytree: a new h is a new leaf)
+    ratio = None if terms_of(field) is None else _first_order_ratio(field, params0, t1)
+    warn_outside_regime(ratio, f"solve: {getattr(inner, 'name', 'the field')}")
     jump_ts = field.jump_times(t0, t1) if isinstance(field, PiecewiseField) else None
     # times as arrays, like the numbers the field carries: a new horizon reuses the program
     return _diffeqsolve(field, params0, jnp.asarray(t0), jnp.asarray(t1), ts, rtol=rtol,
