@@ -72,9 +72,13 @@ def solve(
     ratio = None if terms_of(field) is None else _first_order_ratio(field, params0, t1)
     warn_outside_regime(ratio, f"solve: {getattr(inner, 'name', 'the field')}")
     jump_ts = field.jump_times(t0, t1) if isinstance(field, PiecewiseField) else None
-    # times as arrays, like the numbers the field carries: a new horizon reuses the program
-    return _diffeqsolve(field, params0, jnp.asarray(t0), jnp.asarray(t1), ts, rtol=rtol,
-                        atol=atol, jump_ts=jump_ts, max_steps=max_steps, solver=solver)
+    # A field carrying its numbers as leaves gets its times as arrays too, so that a new h
+    # (a new horizon) reuses the program; a field static as a whole (a closure) compiles anew
+    # anyway and keeps static times, which make a smaller program (faster to compile).
+    carries_arrays = any(isinstance(x, (jax.Array, np.ndarray)) for x in jax.tree.leaves(field))
+    times = (jnp.asarray(t0), jnp.asarray(t1)) if carries_arrays else (t0, t1)
+    return _diffeqsolve(field, params0, *times, ts, rtol=rtol, atol=atol, jump_ts=jump_ts,
+                        max_steps=max_steps, solver=solver)
 
 
 def _check_time_grid(ts: jax.Array, t0: Optional[float]) -> tuple[float, float]:
