@@ -9,14 +9,22 @@
    HVP per averaging index). Reports the cost per evaluation against n, and the exponent
    of the total cost of evaluating the field once on each of the pieces 0 … n−1 (what a
    solve up to t = nh needs at least). Target ≤ 1.2.
+3. Six step sizes of ``flows.adam_full_batch`` (ε = 1e-3, 4 steps each, tolerances 1e-6/1e-8)
+   on a small tanh CNN (8, 16 channels, 32 digits, float64), compilation included, each way a user can solve them: ``flows.solve`` per h with the fields as they
+   are (pytrees: one compilation), ``flows.solve`` per h with each field a fresh closure
+   (what every field was before they became pytrees: one compilation per h), and one
+   ``flows.solve_steps`` (one program for the six). The three run in interleaved rounds,
+   each round after ``jax.clear_caches()``.
 
-    .venv/bin/python benchmarks/bench_flows.py [--repeats R] [--max-n N] [--scale S]
+    .venv/bin/python benchmarks/bench_flows.py [--repeats R] [--max-n N] [--scale S] [--only PART]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -180,13 +188,87 @@ def minibatch_rows(repeats: int, max_n: int) -> tuple[list[dict], list[dict]]:
     return per_eval, total_rows
 
 
-def main(repeats: int, max_n: int, scale: int) -> None:
+# --- 3. six step sizes, compilation included ------------------------------------------------
+
+
+def smooth_cnn_loss(data):
+    """Cross-entropy of a CNN with tanh activations (conv 3×3 → tanh, twice; mean pool;
+    dense) on ``data``, with :func:`adabias.problems.init_cnn`'s parameters: smooth, unlike
+    the ReLU CNN, whose flow has a kink wherever a unit switches (an adaptive solver crawls)."""
+    def logits(params, x):
+        for conv in params["convs"]:
+            x = jnp.tanh(jax.lax.conv_general_dilated(
+                x, conv["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + conv["b"])
+        return x.mean(axis=(1, 2)) @ params["head"]["w"] + params["head"]["b"]
+
+    def loss(params):
+        z = logits(params, data["x"])
+        picked = jnp.take_along_axis(z, data["y"][:, None], axis=-1)[:, 0]
+        return jnp.mean(jax.nn.logsumexp(z, axis=-1) - picked)
+
+    return loss
+
+
+def step_size_rows(rounds: int) -> list[dict]:
+    x, y, _, _ = problems.load_digits()
+    loss_fn = smooth_cnn_loss({"x": jnp.asarray(x[:32]), "y": jnp.asarray(y[:32])})
+    params0 = problems.init_cnn(jax.random.key(0), (8, 8, 1), 10, channels=(8, 16),
+                                dtype=jnp.float64)
+    step_sizes, num_steps, tolerances = [1e-3 / 2**k for k in range(6)], 4, dict(rtol=1e-6, atol=1e-8)
+    field = lambda h: flows.adam_full_batch(loss_fn, h, 0.9, 0.999, 1e-3)  # noqa: E731
+    ts = lambda h: jnp.arange(num_steps + 1) * h  # noqa: E731
+
+    def pytrees():
+        return [flows.solve(field(h), params0, ts(h), **tolerances) for h in step_sizes]
+
+    def closures():   # hyperparameters as compile-time constants of a fresh function per h
+        return [flows.solve(lambda t, y, args, f=field(h): f(t, y, args), params0, ts(h),
+                            **tolerances) for h in step_sizes]
+
+    def together():
+        return flows.solve_steps(field, params0, step_sizes, [num_steps] * 6, sequential=True,
+                                 **tolerances)
+
+    runs = {"solve per h, fields as pytrees": pytrees,
+            "solve per h, each field a fresh closure (before)": closures,
+            "solve_steps, six h in one program (sequential)": together}
+    best = {name: float("inf") for name in runs}
+    results, compiled = {}, {}
+    events: list = []
+    listener = lambda event, duration, **kw: events.append(duration) if "backend_compile" in event else None  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", flows.AsymptoticRegimeWarning)
+        for _ in range(rounds):
+            for name, run in runs.items():
+                jax.clear_caches()
+                events.clear()
+                start = time.perf_counter()
+                results[name] = jax.block_until_ready(run())
+                best[name] = min(best[name], time.perf_counter() - start)
+                compiled[name] = (len(events), sum(events))
+    jax.monitoring.unregister_event_duration_listener(listener)
+    flat = lambda paths: np.concatenate([jax.flatten_util.ravel_pytree(p)[0] for p in paths])  # noqa: E731
+    reference = flat(results["solve per h, fields as pytrees"])
+    base = best["solve per h, fields as pytrees"]
+    return [{"method": name, "six step sizes (s, compilation included)": best[name],
+             "/ pytree fields": best[name] / base,
+             "XLA compilations (s), last round": f"{compiled[name][0]} ({compiled[name][1]:.1f})",
+             "max |Δθ| to pytree fields": float(np.max(np.abs(flat(results[name]) - reference)))}
+            for name in runs]
+
+
+def main(repeats: int, max_n: int, scale: int, only: str) -> None:
     command = (f".venv/bin/python benchmarks/bench_flows.py --repeats {repeats} --max-n {max_n}"
-               f" --scale {scale}")
-    report("flows_rhs", rhs_rows(repeats, scale), command)
-    per_eval, totals = minibatch_rows(repeats, max_n)
-    report("flows_minibatch_per_piece", per_eval, command)
-    report("flows_minibatch_total", totals, command)
+               f" --scale {scale} --only {only}")
+    if only in ("all", "rhs"):
+        report("flows_rhs", rhs_rows(repeats, scale), command)
+    if only in ("all", "minibatch"):
+        per_eval, totals = minibatch_rows(repeats, max_n)
+        report("flows_minibatch_per_piece", per_eval, command)
+        report("flows_minibatch_total", totals, command)
+    if only in ("all", "step-sizes"):
+        report("flows_six_step_sizes", step_size_rows(max(1, min(repeats, 2))), command)
 
 
 if __name__ == "__main__":
@@ -194,5 +276,6 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-n", type=int, default=10000)
     parser.add_argument("--scale", type=int, default=1, help="multiply the scan lengths")
+    parser.add_argument("--only", choices=("all", "rhs", "minibatch", "step-sizes"), default="all")
     args = parser.parse_args()
-    main(args.repeats, args.max_n, args.scale)
+    main(args.repeats, args.max_n, args.scale, args.only)

@@ -1,34 +1,58 @@
-"""A 64-point hyperparameter grid: one ``ab.sweep`` against 64 separate jitted runs.
+"""Sweeps against separate runs, as ratios measured in one process.
 
-Problem: full-batch Adam on the diagonal net (d = 100, n = 50, float64), grid of 8 learning
-rates × 8 values of β₂. Peers, timed in the same process:
-  * 64 calls of ``ab.run`` with the hyperparameters baked into each optimizer (each call
-    compiles: what a script that builds one optimizer per setting pays);
-  * one jitted training function taking (h, β₂) as arguments, compiled once and called 64
-    times (the best a sequential loop can do).
+1. A 64-point hyperparameter grid: full-batch Adam on the diagonal net (d = 100, n = 50,
+   float64), 8 learning rates × 8 values of β₂. Peers, timed in the same process:
+     * 64 calls of ``ab.run`` with the hyperparameters baked into each optimizer (each call
+       compiles: what a script that builds one optimizer per setting pays);
+     * one jitted training function taking (h, β₂) as arguments, compiled once and called 64
+       times (the best a sequential loop can do).
+2. With every core: label-noise Adam (AGM form) on the diagonal net (d = 100, n = 50), 32
+   seeds as one ``ab.sweep`` on one device and on all the host devices (``--devices``, set
+   before JAX starts; default every core), against 32 sequential ``ab.run`` of one
+   compiled program; the sweeps' records compared bit for bit. Warm timings, the variants
+   taking turns.
 
-    .venv/bin/python benchmarks/bench_sweep.py [--steps N]
+    .venv/bin/python benchmarks/bench_sweep.py [--steps N] [--seeds S] [--devices N|auto] [--only PART]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 
-import jax
-import jax.numpy as jnp
-import optax
+
+def _arguments():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, default=32)
+    parser.add_argument("--devices", default="auto", help="host devices (auto: every core)")
+    parser.add_argument("--only", choices=("all", "grid", "cores"), default="all")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    args.devices = cores if args.devices == "auto" else int(args.devices)
+    os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={args.devices}")
+    return args
+
+
+if __name__ == "__main__":
+    ARGS = _arguments()   # before JAX starts
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
-sys.path.insert(0, __import__("os").path.dirname(__file__))
-from common import once, report  # noqa: E402
+sys.path.insert(0, os.path.dirname(__file__))
+from common import interleaved_best_times, once, report  # noqa: E402
 
 import adabias as ab  # noqa: E402
 from adabias import problems  # noqa: E402
 
 
-def main(num_steps: int) -> None:
+def grid_rows(num_steps: int) -> None:
     key = jax.random.key(0)
     batch, _ = problems.sparse_regression_data(key, n=50, d=100, k=5)
     params0 = problems.init_diagonal_net(key, 100)
@@ -77,10 +101,53 @@ def main(num_steps: int) -> None:
         {"method": "64 × one jitted train(h, β₂), compiled once (warm)", "seconds": looped,
          "speed-up of ab.sweep (warm)": looped / sweep_warm},
     ]
-    report("sweep_64", rows, f"python benchmarks/bench_sweep.py --steps {num_steps}")
+    report("sweep_64", rows, f"python benchmarks/bench_sweep.py --steps {num_steps} --only grid")
+
+
+def cores_rows(num_steps: int, num_seeds: int) -> None:
+    batch, _ = problems.sparse_regression_data(jax.random.key(0), n=50, d=100, k=5,
+                                               features="gaussian")
+    batches = jax.tree.map(lambda x: x[None], batch)
+    params0 = problems.init_diagonal_net(jax.random.key(1), 100, 0.5)
+    noise = problems.label_noise(0.5)
+    optimizer = ab.optim.agm(0.004, 0.9, 0.95, ab.optim.diagonal, ab.optim.inverse_root(1e-8))
+    make = lambda learning_rate: ab.optim.agm(learning_rate, 0.9, 0.95, ab.optim.diagonal,  # noqa: E731
+                                              ab.optim.inverse_root(1e-8))
+    key, save = jax.random.key(2), num_steps // 10
+    sweep = lambda devices: ab.sweep(  # noqa: E731
+        make, problems.diagonal_net_loss, params0, num_steps, grid={"learning_rate": [0.004]},
+        num_seeds=num_seeds, key=key, batches=batches, noise=noise, save_every=save,
+        devices=devices).trajectory.loss
+    sequential = lambda: [ab.run(optimizer, problems.diagonal_net_loss, params0, num_steps,  # noqa: E731
+                                 batches=batches, noise=noise, key=jax.random.fold_in(key, s),
+                                 save_every=save).loss for s in range(num_seeds)]
+    everything = jax.devices()
+    runs = {"one device": lambda: sweep(everything[:1]), "all": lambda: sweep(everything),
+            "sequential": sequential}
+    for run in runs.values():   # compile
+        once(run)
+    best = interleaved_best_times(runs, 2, rounds=3)
+    one, many = np.asarray(sweep(everything[:1])), np.asarray(sweep(everything))
+    rows = [
+        {"method": f"{num_seeds} × ab.run, one compiled program", "seconds": best["sequential"],
+         "seeds/s": num_seeds / best["sequential"], "/ sequential": 1.0},
+        {"method": f"ab.sweep, {num_seeds} seeds, 1 device", "seconds": best["one device"],
+         "seeds/s": num_seeds / best["one device"], "/ sequential": best["sequential"] / best["one device"]},
+        {"method": f"ab.sweep, {num_seeds} seeds, {len(everything)} devices", "seconds": best["all"],
+         "seeds/s": num_seeds / best["all"], "/ sequential": best["sequential"] / best["all"]},
+        {"method": "records of the two sweeps bit for bit equal", "seconds": "—",
+         "seeds/s": "—", "/ sequential": bool(np.array_equal(one, many))},
+    ]
+    report("sweep_cores", rows, f"python benchmarks/bench_sweep.py --steps {num_steps} --seeds "
+                                f"{num_seeds} --devices {len(everything)} --only cores")
+
+
+def main(args) -> None:
+    if args.only in ("all", "grid"):
+        grid_rows(args.steps)
+    if args.only in ("all", "cores"):
+        cores_rows(args.steps * 10, args.seeds)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=2000)
-    main(parser.parse_args().steps)
+    main(ARGS)

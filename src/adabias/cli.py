@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -31,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
                            help="output directory (default: ./adabias-report)")
     reproduce.add_argument("--force", action="store_true", help="ignore cached results")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress output")
+    reproduce.add_argument(
+        "--devices", type=_device_count, default=1, metavar="N|auto",
+        help="host devices to spread sweep members over (default 1; auto: every core). "
+             "Several devices give the same claims except in the last bits of the MLP "
+             "classifier sweeps (CKS Figures 4-6), and no faster quick tier (compilation "
+             "dominates it); ignored when XLA_FLAGS is set")
     compare = commands.add_parser(
         "compare", help="compare two claims.json files: verdicts and numbers",
         description="Say which claims differ between two runs: a changed verdict, or a number "
@@ -44,6 +51,39 @@ def _parser() -> argparse.ArgumentParser:
                          help="a looser tolerance for claims whose id starts with PREFIX "
                               "(e.g. float32 experiments: --loose cks.fig4 1e-5); repeatable")
     return parser
+
+
+def _device_count(text: str) -> int:
+    if text == "auto":
+        return _cores()
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"--devices takes a positive number or auto, got {text!r}")
+    return count
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _expose_host_devices(argv: Sequence[str]) -> None:
+    """``reproduce --devices N``: N host devices for JAX (XLA_FLAGS), set before JAX starts.
+
+    Left alone when the user set XLA_FLAGS or when JAX is already imported (then the flag
+    could no longer take effect); an invalid value is reported by the full parser.
+    """
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--devices", default="1")
+    try:
+        count = _device_count(early.parse_known_args(list(argv))[0].devices)
+    except (argparse.ArgumentTypeError, SystemExit):
+        return
+    if count > 1 and "XLA_FLAGS" not in os.environ and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
 
 
 def _folder(text: str) -> Path:
@@ -141,6 +181,7 @@ _COMMANDS = {"list": _list, "compare": _compare, "reproduce": _reproduce}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    _expose_host_devices(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)

@@ -1,15 +1,29 @@
 """Sweeps: a grid of hyperparameters × seeds trained as one ``vmap``-ed program.
 
-:func:`sweep` lays the members out (grid points × seeds, their keys and starts), places
-them on a one-axis device mesh when there are several devices (also across the processes
-of ``jax.distributed``), runs them through :func:`~adabias.engine.driver.execute` and
-gathers the result as a :class:`SweepResult`.
+:func:`sweep` lays the members out (grid points × seeds, their keys and starts), spreads
+them over the devices when there are several, runs them through
+:func:`~adabias.engine.driver.execute` and gathers the result as a :class:`SweepResult`.
+
+Devices of this process: the members are cut into equal blocks of at least two (the last
+member repeated to fill the last one), and each device runs the one-device program on its
+block, from its own thread, all at the same time; the result is one array sharded along the
+members. A member's numbers then equal those of a one-device run of a sweep of the block's
+size. They equal those of the whole sweep on one device as long as XLA compiles the step
+the same way for both member counts: the rule on this CPU for the label-noise, bilinear and
+tanh-net sweeps, not for the MLP classifier of CKS Figures 4–6, whose step XLA compiles
+differently for 3, 6 or 9 members than for 12 or 15 (last-bit differences, on one device
+too). Not one program partitioned over a mesh: XLA's SPMD pipeline
+simplifies some divisions differently (last-bit differences, amplified to 10⁻³ by
+label-noise training), and a block of one member is compiled with its member axis dropped.
+Devices of several processes (``jax.distributed``): one program sharded over a one-axis mesh
+``("members",)``, each process computing its own members.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 import warnings
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -91,9 +105,77 @@ class SweepResult:
 MEMBER_AXIS = "members"
 
 
-def _shard_members(trees: tuple, num_members: int, devices: Optional[Sequence[jax.Device]]):
+def _blocks(num_members: int, devices: list) -> tuple[list, int]:
+    """(devices used, members per device): as many devices as give each at least two members
+    (the last member repeated to fill the last block); ([], num_members) for one device."""
+    count = min(len(devices), num_members // 2)
+    if count < 2:
+        return [], num_members
+    return devices[:count], -(-num_members // count)
+
+
+def _padded(tree: PyTree, size: int) -> PyTree:
+    """Arrays with a leading member axis, their last member repeated up to ``size`` members."""
+    def pad(x):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(pad(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+        return jnp.concatenate([x, jnp.repeat(x[-1:], size - x.shape[0], axis=0)])
+
+    return jax.tree.map(pad, tree)
+
+
+def _execute_blocks(devices: list, size: int, hyper: dict, start: PyTree, seed_keys: jax.Array,
+                    batches: PyTree, *, per_member_params: bool, progress: bool,
+                    **options) -> Trajectory:
+    """:func:`execute` of ``size`` members on each of ``devices``, all at the same time (one
+    thread per device but the last, which runs here with the progress bar: XLA runs a
+    program it deems cheap, such as a ``scan``, in the calling thread); the blocks joined as
+    one array sharded along the members, cut back to ``hyper``'s members."""
+    num_members = seed_keys.shape[0]
+    total = size * len(devices)
+    hyper, seed_keys = _padded((hyper, seed_keys), total)
+    start = _padded(start, total) if per_member_params else start
+
+    def run(index: int) -> Trajectory:
+        members = slice(index * size, (index + 1) * size)
+        cut = lambda tree: jax.tree.map(lambda x: x[members], tree)
+        put = lambda tree: jax.device_put(tree, devices[index])
+        trajectory = execute(put(cut(hyper)), put(cut(start) if per_member_params else start),
+                             put(seed_keys[members]), put(batches), vmapped=True,
+                             per_member_params=per_member_params,
+                             progress=progress and index == len(devices) - 1, **options)
+        return jax.block_until_ready(trajectory)
+
+    outcomes: list = [None] * len(devices)
+
+    def work(index: int) -> None:
+        try:
+            outcomes[index] = (run(index), None)
+        except BaseException as error:  # raised again below, in the calling thread
+            outcomes[index] = (None, error)
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(len(devices) - 1)]
+    for thread in threads:
+        thread.start()
+    work(len(devices) - 1)
+    for thread in threads:
+        thread.join()
+    for _, error in outcomes:
+        if error is not None:
+            raise error
+    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), (MEMBER_AXIS,)),
+                                          jax.sharding.PartitionSpec(MEMBER_AXIS))
+    def join(*blocks):   # (some records, e.g. the steps, are made on the default device)
+        shards = [jax.device_put(x, device) for x, device in zip(blocks, devices)]
+        return jax.make_array_from_single_device_arrays((total,) + blocks[0].shape[1:],
+                                                        sharding, shards)
+
+    joined = jax.tree.map(join, *[part for part, _ in outcomes])
+    return joined if total == num_members else jax.tree.map(lambda x: x[:num_members], joined)
+
+
+def _shard_members(trees: tuple, num_members: int, devices: list):
     """Place arrays with a leading member axis on a 1-d device mesh (no-op on one device)."""
-    devices = list(jax.devices() if devices is None else devices)
     if len(devices) < 2 or num_members % len(devices):
         return trees
     mesh = jax.sharding.Mesh(np.asarray(devices), (MEMBER_AXIS,))
@@ -183,17 +265,22 @@ def sweep(
     pass ``params0=None`` and ``init_params(key) -> params``; seed ``s`` uses key
     ``fold_in(key, s)`` for its noise and ``fold_in(fold_in(key, s), 1)`` for its start.
 
-    With several devices (``devices``, default all of ``jax.devices()``) the members are
-    sharded along a one-axis mesh ``("members",)`` when their number is a multiple of the
-    device count; XLA then runs each device's share in parallel. On several hosts, every
-    process calls ``jax.distributed.initialize()`` and then this function with the same
-    arguments; ``devices=jax.devices()`` (the default) spans all hosts' devices, each process
-    computes its members, and the result is gathered whole on every process.
-    ``checkpoint`` makes a long sweep resumable, as in :func:`~adabias.engine.run` (one host only).
-    ``on_record(step, row)`` streams the records as in :func:`~adabias.engine.run`, once per
-    member and saved step, ``row`` starting with ``member``, the grid values as given and
-    ``seed`` (the columns of :meth:`SweepResult.to_csv`); on several devices the callback
-    is unordered (rows carry their step), and it runs in the first process only.
+    With several devices of this process (``devices``, default all of ``jax.devices()``; on a
+    CPU ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` makes N) the members are cut
+    into blocks of at least two, one per device, which run at the same time; the result
+    equals a one-device run bit for bit (module docstring). On several hosts, every process
+    calls ``jax.distributed.initialize()`` and then this function with the same arguments;
+    ``devices=jax.devices()`` (the default) spans all hosts' devices, the members are sharded
+    along a one-axis mesh ``("members",)`` when their number is a multiple of the device
+    count, each process computes its members, and the result is gathered whole on every
+    process. ``checkpoint`` makes a long sweep resumable, as in :func:`~adabias.engine.run`
+    (one host only). ``on_record(step, row)`` streams the records as in
+    :func:`~adabias.engine.run`, once per member and saved step, ``row`` starting with
+    ``member``, the grid values as given and ``seed`` (the columns of
+    :meth:`SweepResult.to_csv`). A checkpointed or streamed sweep runs as one program sharded
+    along the mesh (last-bit differences from a one-device run are possible, see the module
+    docstring); there the callback is unordered (rows carry their step) and runs in the
+    first process only.
     """
     checkpoint = None if checkpoint is None else writable_path(checkpoint)
     names, values = checks.check_grid(make_optimizer, grid, num_seeds=num_seeds)
@@ -215,13 +302,22 @@ def sweep(
                             noise=noise, key=base_key, save_every=save_every, metrics=metrics,
                             save_params=save_params)
     host_hyper = {name: np.asarray(values) for name, values in hyper.items()}
-    hyper, seed_keys = _shard_members((hyper, seed_keys), len(members), devices)
-    if per_member_params:
-        (start,) = _shard_members((start,), len(members), devices)
-    trajectory = execute(hyper, start, seed_keys, batches, program=program, vmapped=True,
-                         per_member_params=per_member_params, num_steps=int(num_steps),
-                         progress=progress, checkpoint=checkpoint, on_block=on_block)
-    trajectory = _gather_to_every_process(trajectory)
+    devices = list(jax.devices() if devices is None else devices)
+    local = all(d.process_index == jax.process_index() for d in devices)
+    as_blocks = local and checkpoint is None and on_block is None
+    used, size = _blocks(len(members), devices) if as_blocks else ([], 0)
+    if used:
+        trajectory = _execute_blocks(used, size, hyper, start, seed_keys, batches,
+                                     program=program, per_member_params=per_member_params,
+                                     num_steps=int(num_steps), progress=progress)
+    else:
+        hyper, seed_keys = _shard_members((hyper, seed_keys), len(members), devices)
+        if per_member_params:
+            (start,) = _shard_members((start,), len(members), devices)
+        trajectory = execute(hyper, start, seed_keys, batches, program=program, vmapped=True,
+                             per_member_params=per_member_params, num_steps=int(num_steps),
+                             progress=progress, checkpoint=checkpoint, on_block=on_block)
+        trajectory = _gather_to_every_process(trajectory)
     diverged = int(np.sum(np.asarray(trajectory.diverged_at) >= 0))
     if diverged:
         warnings.warn(

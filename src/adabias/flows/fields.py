@@ -13,6 +13,11 @@ effects these fields describe are below float32 resolution, so with x64 off it r
 :class:`~adabias.flows.vector_field.ModifiedField` fields: they carry their leading and
 first-order terms, which :func:`adabias.flows.solve` compares at the starting point
 (:mod:`adabias.flows.regime`).
+
+Every field is a pytree (:class:`~adabias.flows.vector_field.Formula`): the loss is static and
+the numbers it uses are array leaves, computed here from h, β, ρ, ε in the same order of
+operations as the formulas below. A new h or β of the same shapes therefore reuses a compiled
+:func:`adabias.flows.solve`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import jax.numpy as jnp
 
 from adabias._validation import (check_adam_hyperparameters, check_positive, check_unit_interval,
                                  require_float64)
-from adabias.flows.vector_field import Field, ModifiedField, Terms
+from adabias.flows.vector_field import Field, Formula, ModifiedField, Terms
 
 PyTree = Any
 LossFn = Callable[[PyTree], jax.Array]
@@ -46,6 +51,30 @@ def _grad_and_hvp(loss_fn: LossFn, params: PyTree, tangent_of: Callable[[PyTree]
     return grads, linear_hvp(tangent_of(grads))
 
 
+def _numbers(*values) -> tuple:
+    """Hyperparameters as array leaves (a Python number stays weakly typed)."""
+    return tuple(jnp.asarray(v) for v in values)
+
+
+def _modified(rate: Callable, terms: Callable, name: str, loss_fn: LossFn, *numbers) -> ModifiedField:
+    operands = (loss_fn, *_numbers(*numbers))
+    return ModifiedField(Formula(rate, operands), Formula(terms, operands), name)
+
+
+# --- gradient descent and heavy ball ---------------------------------------------------------
+
+
+def _gd_rate(t, params, loss_fn, half_h):
+    grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
+    return jax.tree.map(lambda g, hg: -(g + half_h * hg), grads, h_grads)
+
+
+def _gd_terms(t, params, loss_fn, half_h) -> Terms:
+    grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
+    return Terms(jax.tree.map(lambda g: -g, grads),
+                 jax.tree.map(lambda hg: -(half_h * hg), h_grads))
+
+
 def gd_modified(loss_fn: LossFn, learning_rate: float, *,
                 allow_float32: bool = False) -> ModifiedField:
     """Barrett–Dherin modified flow of gradient descent (CKS Example 2.3, β = 0).
@@ -56,18 +85,18 @@ def gd_modified(loss_fn: LossFn, learning_rate: float, *,
     """
     require_float64("gd_modified", allow_float32=allow_float32)
     check_positive("learning_rate", learning_rate)
-    h = learning_rate
+    return _modified(_gd_rate, _gd_terms, "gd_modified", loss_fn, 0.5 * learning_rate)
 
-    def field(t, params: PyTree, args=None) -> PyTree:
-        grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
-        return jax.tree.map(lambda g, hg: -(g + 0.5 * h * hg), grads, h_grads)
 
-    def terms(t, params: PyTree) -> Terms:
-        grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
-        return Terms(jax.tree.map(lambda g: -g, grads),
-                     jax.tree.map(lambda hg: -(0.5 * h * hg), h_grads))
+def _heavy_ball_rate(t, params, loss_fn, first, second):
+    grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
+    return jax.tree.map(lambda g, hg: -(first * g + second * 2.0 * hg), grads, h_grads)
 
-    return ModifiedField(field, terms, "gd_modified")
+
+def _heavy_ball_terms(t, params, loss_fn, first, second) -> Terms:
+    grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
+    return Terms(jax.tree.map(lambda g: -(first * g), grads),
+                 jax.tree.map(lambda hg: -(second * 2.0 * hg), h_grads))
 
 
 def heavy_ball_modified(loss_fn: LossFn, learning_rate: float, beta: float, *,
@@ -84,17 +113,21 @@ def heavy_ball_modified(loss_fn: LossFn, learning_rate: float, beta: float, *,
     check_unit_interval("beta", beta)
     first = 1.0 / (1.0 - beta)
     second = learning_rate * (1.0 + beta) / (4.0 * (1.0 - beta) ** 3)
+    return _modified(_heavy_ball_rate, _heavy_ball_terms, "heavy_ball_modified", loss_fn,
+                     first, second)
 
-    def field(t, params: PyTree, args=None) -> PyTree:
-        grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
-        return jax.tree.map(lambda g, hg: -(first * g + second * 2.0 * hg), grads, h_grads)
 
-    def terms(t, params: PyTree) -> Terms:
-        grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
-        return Terms(jax.tree.map(lambda g: -(first * g), grads),
-                     jax.tree.map(lambda hg: -(second * 2.0 * hg), h_grads))
+# --- Adam -------------------------------------------------------------------------------------
 
-    return ModifiedField(field, terms, "heavy_ball_modified")
+
+def _bias_constants(beta1, beta2, eps) -> tuple:
+    """(a, c·ε) of :func:`adam_bias_coefficient`'s braces a + c·ε/(∇_jE² + ε)."""
+    c = (1.0 + beta2) / (1.0 - beta2)
+    return (1.0 + beta1) / (1.0 - beta1) - c, c * eps
+
+
+def _coefficient(grads: PyTree, a, c_eps, eps) -> PyTree:
+    return jax.tree.map(lambda g: a + c_eps / (g * g + eps), grads)
 
 
 def adam_bias_coefficient(grads: PyTree, beta1: float, beta2: float, eps: float) -> PyTree:
@@ -105,9 +138,7 @@ def adam_bias_coefficient(grads: PyTree, beta1: float, beta2: float, eps: float)
     Its sign decides Table 1: for small ε it is ≈ (1+β)/(1−β) − (1+ρ)/(1−ρ) (> 0 iff β > ρ,
     penalizing ‖∇E‖₁), for large ε it is ≈ (1+β)/(1−β) > 0 (penalizing ‖∇E‖₂²).
     """
-    a = (1.0 + beta1) / (1.0 - beta1) - (1.0 + beta2) / (1.0 - beta2)
-    c = (1.0 + beta2) / (1.0 - beta2)
-    return jax.tree.map(lambda g: a + c * eps / (g * g + eps), grads)
+    return _coefficient(grads, *_bias_constants(beta1, beta2, eps), eps)
 
 
 def _normalized(grads: PyTree, eps) -> PyTree:
@@ -115,11 +146,39 @@ def _normalized(grads: PyTree, eps) -> PyTree:
     return jax.tree.map(lambda g: g / jnp.sqrt(g * g + eps), grads)
 
 
-def _adam_grads_and_bias(loss_fn, params, h, beta1, beta2, eps):
+def _adam_grads_and_bias(loss_fn, params, half_h, a, c_eps, eps):
     grads, grad_norm1 = _grad_and_hvp(loss_fn, params, lambda g: _normalized(g, eps))
-    coefficient = adam_bias_coefficient(grads, beta1, beta2, eps)
-    bias = jax.tree.map(lambda c, d: 0.5 * h * c * d, coefficient, grad_norm1)
+    coefficient = _coefficient(grads, a, c_eps, eps)
+    bias = jax.tree.map(lambda c, d: half_h * c * d, coefficient, grad_norm1)
     return grads, bias
+
+
+def _adam_constants(learning_rate, beta1, beta2, eps) -> tuple:
+    """(h/2, a, c·ε, ε): the numbers the Adam fields use."""
+    return (0.5 * learning_rate, *_bias_constants(beta1, beta2, eps), eps)
+
+
+def _adam_bias_rate(t, params, loss_fn, *constants):
+    return _adam_grads_and_bias(loss_fn, params, *constants)[1]
+
+
+def _adam_rate(t, params, loss_fn, *constants):
+    eps = constants[-1]
+    grads, bias = _adam_grads_and_bias(loss_fn, params, *constants)
+    return jax.tree.map(lambda g, b: -(g + b) / jnp.sqrt(g * g + eps), grads, bias)
+
+
+def _adam_terms(t, params, loss_fn, *constants) -> Terms:
+    eps = constants[-1]
+    grads, bias = _adam_grads_and_bias(loss_fn, params, *constants)
+    root = jax.tree.map(lambda g: jnp.sqrt(g * g + eps), grads)
+    return Terms(jax.tree.map(lambda g, r: -g / r, grads, root),
+                 jax.tree.map(lambda b, r: -b / r, bias, root))
+
+
+def _sign_gd_rate(t, params, loss_fn, eps):
+    grads = jax.grad(loss_fn)(params)
+    return jax.tree.map(lambda g: -g / jnp.sqrt(g * g + eps), grads)
 
 
 def adam_bias(loss_fn: LossFn, learning_rate: float, beta1: float, beta2: float,
@@ -133,11 +192,8 @@ def adam_bias(loss_fn: LossFn, learning_rate: float, beta1: float, beta2: float,
     """
     require_float64("adam_bias", allow_float32=allow_float32)
     check_adam_hyperparameters(learning_rate, beta1, beta2, eps)
-
-    def field(t, params: PyTree, args=None) -> PyTree:
-        return _adam_grads_and_bias(loss_fn, params, learning_rate, beta1, beta2, eps)[1]
-
-    return field
+    constants = _adam_constants(learning_rate, beta1, beta2, eps)
+    return Formula(_adam_bias_rate, (loss_fn, *_numbers(*constants)))
 
 
 def adam_full_batch(loss_fn: LossFn, learning_rate: float, beta1: float, beta2: float,
@@ -158,25 +214,28 @@ def adam_full_batch(loss_fn: LossFn, learning_rate: float, beta1: float, beta2: 
     check_adam_hyperparameters(learning_rate, beta1, beta2, eps)
     if order not in (0, 1):
         raise ValueError(f"order must be 0 or 1, got order={order!r}")
-
     if order == 0:
-        def field0(t, params: PyTree, args=None) -> PyTree:
-            grads = jax.grad(loss_fn)(params)
-            return jax.tree.map(lambda g: -g / jnp.sqrt(g * g + eps), grads)
+        return Formula(_sign_gd_rate, (loss_fn, *_numbers(eps)))
+    return _modified(_adam_rate, _adam_terms, "adam_full_batch", loss_fn,
+                     *_adam_constants(learning_rate, beta1, beta2, eps))
 
-        return field0
 
-    def field(t, params: PyTree, args=None) -> PyTree:
-        grads, bias = _adam_grads_and_bias(loss_fn, params, learning_rate, beta1, beta2, eps)
-        return jax.tree.map(lambda g, b: -(g + b) / jnp.sqrt(g * g + eps), grads, bias)
+# --- Adam's limits in ε -------------------------------------------------------------------------
 
-    def terms(t, params: PyTree) -> Terms:
-        grads, bias = _adam_grads_and_bias(loss_fn, params, learning_rate, beta1, beta2, eps)
-        root = jax.tree.map(lambda g: jnp.sqrt(g * g + eps), grads)
-        return Terms(jax.tree.map(lambda g, r: -g / r, grads, root),
-                     jax.tree.map(lambda b, r: -b / r, bias, root))
 
-    return ModifiedField(field, terms, "adam_full_batch")
+def _small_eps_parts(loss_fn, params):
+    return _grad_and_hvp(loss_fn, params, lambda g: jax.tree.map(jnp.sign, g))
+
+
+def _small_eps_rate(t, params, loss_fn, scale):
+    return jax.tree.map(lambda g, d: -(jnp.sign(g) + scale * d / jnp.abs(g)),
+                        *_small_eps_parts(loss_fn, params))
+
+
+def _small_eps_terms(t, params, loss_fn, scale) -> Terms:
+    grads, grad_norm1 = _small_eps_parts(loss_fn, params)
+    return Terms(jax.tree.map(lambda g: -jnp.sign(g), grads),
+                 jax.tree.map(lambda g, d: -(scale * d / jnp.abs(g)), grads, grad_norm1))
 
 
 def adam_small_eps_limit(loss_fn: LossFn, learning_rate: float, beta1: float,
@@ -194,21 +253,19 @@ def adam_small_eps_limit(loss_fn: LossFn, learning_rate: float, beta1: float,
     check_unit_interval("beta1", beta1)
     check_unit_interval("beta2", beta2)
     a = (1.0 + beta1) / (1.0 - beta1) - (1.0 + beta2) / (1.0 - beta2)
-    parts = lambda params: _grad_and_hvp(loss_fn, params, lambda g: jax.tree.map(jnp.sign, g))
+    return _modified(_small_eps_rate, _small_eps_terms, "adam_small_eps_limit", loss_fn,
+                     0.5 * learning_rate * a)
 
-    def field(t, params: PyTree, args=None) -> PyTree:
-        return jax.tree.map(
-            lambda g, d: -(jnp.sign(g) + 0.5 * learning_rate * a * d / jnp.abs(g)),
-            *parts(params),
-        )
 
-    def terms(t, params: PyTree) -> Terms:
-        grads, grad_norm1 = parts(params)
-        return Terms(jax.tree.map(lambda g: -jnp.sign(g), grads),
-                     jax.tree.map(lambda g, d: -(0.5 * learning_rate * a * d / jnp.abs(g)),
-                                  grads, grad_norm1))
+def _large_eps_rate(t, params, loss_fn, root, coefficient):
+    grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
+    return jax.tree.map(lambda g, hg: -(g + coefficient * hg) / root, grads, h_grads)
 
-    return ModifiedField(field, terms, "adam_small_eps_limit")
+
+def _large_eps_terms(t, params, loss_fn, root, coefficient) -> Terms:
+    grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
+    return Terms(jax.tree.map(lambda g: -g / root, grads),
+                 jax.tree.map(lambda hg: -(coefficient * hg) / root, h_grads))
 
 
 def adam_large_eps_limit(loss_fn: LossFn, learning_rate: float, beta1: float,
@@ -226,16 +283,6 @@ def adam_large_eps_limit(loss_fn: LossFn, learning_rate: float, beta1: float,
     check_unit_interval("beta1", beta1)
     check_positive("eps", eps)
     root = jnp.sqrt(eps)
-
-    def field(t, params: PyTree, args=None) -> PyTree:
-        grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
-        coefficient = learning_rate / (2.0 * root) * (1.0 + beta1) / (1.0 - beta1)
-        return jax.tree.map(lambda g, hg: -(g + coefficient * hg) / root, grads, h_grads)
-
-    def terms(t, params: PyTree) -> Terms:
-        grads, h_grads = _grad_and_hvp(loss_fn, params, lambda g: g)
-        coefficient = learning_rate / (2.0 * root) * (1.0 + beta1) / (1.0 - beta1)
-        return Terms(jax.tree.map(lambda g: -g / root, grads),
-                     jax.tree.map(lambda hg: -(coefficient * hg) / root, h_grads))
-
-    return ModifiedField(field, terms, "adam_large_eps_limit")
+    coefficient = learning_rate / (2.0 * root) * (1.0 + beta1) / (1.0 - beta1)
+    return _modified(_large_eps_rate, _large_eps_terms, "adam_large_eps_limit", loss_fn,
+                     root, coefficient)

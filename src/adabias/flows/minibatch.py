@@ -31,6 +31,10 @@ exact whenever W = N+1. Tests check the truncated and exact fields agree to ~1e-
 t_n = fl(n·h). :func:`adam_minibatch` returns a :class:`~adabias.flows.PiecewiseField`
 carrying h, so :func:`adabias.flows.solve` and :func:`adabias.flows.solve_steps` place the
 solver's jumps on that grid. Compare θ(t_n) with Adam's iterate θ⁽ⁿ⁾.
+
+The field is a pytree (:class:`~adabias.flows.vector_field.Formula`): the loss, the window and
+m are static; h, β, ρ, ε and the batches are leaves, so :func:`adabias.flows.solve` reuses its
+compilation for a new h (the window depends on β, ρ and ``num_steps``).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from jax.flatten_util import ravel_pytree
 
 from adabias._validation import (check_adam_hyperparameters, check_batches, is_concrete,
                                  require_float64)
-from adabias.flows.vector_field import ModifiedField, PiecewiseField, Terms, step_index
+from adabias.flows.vector_field import (Formula, ModifiedField, PiecewiseField, Terms,
+                                        step_index)
 from adabias.measures.hvp import hvp_batched
 
 PyTree = Any
@@ -107,6 +112,53 @@ class _Prepared:
         self.m_n, self.r_n, self.q_n = big_m[-1], big_r[-1], q[-1]
 
 
+def _zeroth_rate(t, params, loss_fn, batches, h, eps, beta1, beta2, *, num_batches, window):
+    s = _Prepared(loss_fn, batches, num_batches, h, beta1, beta2, eps, window, t, params)
+    return s.unravel(-s.q_n)
+
+
+def _rates(t, params, loss_fn, batches, h, eps, beta1, beta2, *, num_batches, window):
+    """(leading, correction) of (3.2) on raveled params, and the unravel."""
+    s = _Prepared(loss_fn, batches, num_batches, h, beta1, beta2, eps, window, t, params)
+    dtype = s.x.dtype
+    n = s.n.astype(dtype)
+    # 3. suffix sums S_k = Σ_{l=k}^{n−1} q_l (q_n excluded; invalid q are zero)
+    q_before = s.q.at[-1].set(0.0)
+    suffix = jnp.cumsum(q_before[::-1], axis=0)[::-1]
+
+    lags = jnp.arange(window - 1, -1, -1)            # decay powers γ^(n−k) = γ^(W−1−j)
+
+    def weights(gamma):
+        w = (1.0 - gamma) * gamma ** lags.astype(dtype) / (1.0 - gamma ** (n + 1.0))
+        return jnp.where(s.valid, w, 0.0)
+
+    w_beta, w_rho = weights(beta1), weights(beta2)
+    seg = lambda v: jax.ops.segment_sum(v, s.batch_of, num_segments=num_batches)
+    u = seg(w_beta[:, None] * suffix)                    # (m, p)
+    v = seg(w_rho[:, None] * suffix)
+    tangent_l = 2.0 * u + seg(w_beta)[:, None] * s.q_n[None, :]
+    tangent_p = 2.0 * v + seg(w_rho)[:, None] * s.q_n[None, :]
+    # 4. two HVPs per batch
+    tangents = jnp.stack([tangent_l, tangent_p], axis=1)   # (m, 2, p)
+    products = jax.vmap(lambda batch, tans: hvp_batched(s.flat_loss, s.x, tans, batch))(
+        batches, tangents)
+    two_l_plus = jnp.sum(products[:, 0], axis=0)             # 2L + L̄
+    two_p_plus = jnp.sum(s.grads * products[:, 1], axis=0)   # 2P + P̄
+    m_n, r_n = s.m_n, s.r_n
+    correction = h * (m_n * two_p_plus / (2.0 * r_n**3) - two_l_plus / (2.0 * r_n))
+    return -m_n / r_n, correction, s.unravel
+
+
+def _rate(t, params, *operands, **options):
+    leading, correction, unravel = _rates(t, params, *operands, **options)
+    return unravel(leading + correction)
+
+
+def _terms(t, params, *operands, **options) -> Terms:
+    leading, correction, unravel = _rates(t, params, *operands, **options)
+    return Terms(unravel(leading), unravel(correction))
+
+
 def adam_minibatch(
     loss_fn: Callable[[PyTree, PyTree], jax.Array],
     batches: PyTree,
@@ -149,55 +201,16 @@ def adam_minibatch(
         raise ValueError(f"order must be 0 or 1, got order={order!r}")
     num_batches = check_batches(batches)
     window = window_size(beta1, beta2, num_steps=num_steps, truncation=truncation)
-    h = learning_rate
-    prepare = lambda t, params: _Prepared(loss_fn, batches, num_batches, h, beta1, beta2, eps,
-                                          window, t, params)
-
+    h = jnp.asarray(learning_rate)
+    operands = (loss_fn, batches, h, jnp.asarray(eps))
+    options = (("num_batches", num_batches), ("window", window))
+    # β and ρ set the window, a static shape: static numbers too (constants of the compiled
+    # program, as XLA simplifies with them), unless traced (num_steps given)
+    if is_concrete(beta1) and is_concrete(beta2):
+        options += (("beta1", float(beta1)), ("beta2", float(beta2)))
+    else:
+        operands += (beta1, beta2)
     if order == 0:
-        def field0(t, params, args=None):
-            s = prepare(t, params)
-            return s.unravel(-s.q_n)
-
-        return PiecewiseField(field0, h)
-
-    # static decay powers γ^(n−k) = γ^(W−1−j)
-    lags = jnp.arange(window - 1, -1, -1)
-
-    def rates(t, params):
-        """(leading, correction) of (3.2) on raveled params, and the unravel."""
-        s = prepare(t, params)
-        dtype = s.x.dtype
-        n = s.n.astype(dtype)
-        # 3. suffix sums S_k = Σ_{l=k}^{n−1} q_l (q_n excluded; invalid q are zero)
-        q_before = s.q.at[-1].set(0.0)
-        suffix = jnp.cumsum(q_before[::-1], axis=0)[::-1]
-
-        def weights(gamma):
-            w = (1.0 - gamma) * gamma ** lags.astype(dtype) / (1.0 - gamma ** (n + 1.0))
-            return jnp.where(s.valid, w, 0.0)
-
-        w_beta, w_rho = weights(beta1), weights(beta2)
-        seg = lambda v: jax.ops.segment_sum(v, s.batch_of, num_segments=num_batches)
-        u = seg(w_beta[:, None] * suffix)                    # (m, p)
-        v = seg(w_rho[:, None] * suffix)
-        tangent_l = 2.0 * u + seg(w_beta)[:, None] * s.q_n[None, :]
-        tangent_p = 2.0 * v + seg(w_rho)[:, None] * s.q_n[None, :]
-        # 4. two HVPs per batch
-        tangents = jnp.stack([tangent_l, tangent_p], axis=1)   # (m, 2, p)
-        products = jax.vmap(lambda batch, tans: hvp_batched(s.flat_loss, s.x, tans, batch))(
-            batches, tangents)
-        two_l_plus = jnp.sum(products[:, 0], axis=0)             # 2L + L̄
-        two_p_plus = jnp.sum(s.grads * products[:, 1], axis=0)   # 2P + P̄
-        m_n, r_n = s.m_n, s.r_n
-        correction = h * (m_n * two_p_plus / (2.0 * r_n**3) - two_l_plus / (2.0 * r_n))
-        return -m_n / r_n, correction, s.unravel
-
-    def field(t, params, args=None):
-        leading, correction, unravel = rates(t, params)
-        return unravel(leading + correction)
-
-    def terms(t, params) -> Terms:
-        leading, correction, unravel = rates(t, params)
-        return Terms(unravel(leading), unravel(correction))
-
-    return PiecewiseField(ModifiedField(field, terms, "adam_minibatch"), h)
+        return PiecewiseField(Formula(_zeroth_rate, operands, options), h)
+    return PiecewiseField(ModifiedField(Formula(_rate, operands, options),
+                                        Formula(_terms, operands, options), "adam_minibatch"), h)

@@ -24,11 +24,13 @@ import numpy as np
 
 from adabias._validation import check_positive, is_concrete, require_float64
 from adabias.flows.regime import first_order_ratio, warn_outside_regime
-from adabias.flows.vector_field import Field, PiecewiseField
+from adabias.flows.vector_field import Field, PiecewiseField, terms_of
 
 PyTree = Any
 
 __all__ = ["solve", "solve_steps"]
+
+_first_order_ratio = jax.jit(first_order_ratio)
 
 
 def solve(
@@ -66,10 +68,16 @@ def solve(
     ts = jnp.asarray(ts)
     t0, t1 = _check_time_grid(ts, t0)
     inner = field.vector_field if isinstance(field, PiecewiseField) else field
-    warn_outside_regime(first_order_ratio(field, params0, t1),
-                        f"solve: {getattr(inner, 'name', 'the field')}")
+    # compiled once per field structure, like the solve (a pytree: a new h is a new leaf)
+    ratio = None if terms_of(field) is None else _first_order_ratio(field, params0, t1)
+    warn_outside_regime(ratio, f"solve: {getattr(inner, 'name', 'the field')}")
     jump_ts = field.jump_times(t0, t1) if isinstance(field, PiecewiseField) else None
-    return _diffeqsolve(field, params0, t0, t1, ts, rtol=rtol, atol=atol, jump_ts=jump_ts,
+    # A field carrying its numbers as leaves gets its times as arrays too, so that a new h
+    # (a new horizon) reuses the program; a field static as a whole (a closure) compiles anew
+    # anyway and keeps static times, which make a smaller program (faster to compile).
+    carries_arrays = any(isinstance(x, (jax.Array, np.ndarray)) for x in jax.tree.leaves(field))
+    times = (jnp.asarray(t0), jnp.asarray(t1)) if carries_arrays else (t0, t1)
+    return _diffeqsolve(field, params0, *times, ts, rtol=rtol, atol=atol, jump_ts=jump_ts,
                         max_steps=max_steps, solver=solver)
 
 

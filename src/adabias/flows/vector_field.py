@@ -11,12 +11,19 @@ traced index (several flows in one compiled :func:`adabias.flows.solve_steps`).
 A first-order modified flow θ̇ = leading(θ) + correction(θ), the correction O(h), is a
 :class:`ModifiedField`: the same callable together with ``terms(t, y)`` returning the two
 (:class:`Terms`), which :mod:`adabias.flows.regime` compares (the asymptotic-regime check).
+
+**Fields are pytrees** (as equinox's modules): in :class:`PiecewiseField`, :class:`ModifiedField`
+and :class:`Formula` every array or number they carry (h, β, ρ, ε, data) is a leaf and every
+callable (the loss, a plain-function field) is static, compared by identity. The flows of
+:mod:`adabias.flows` are built from :class:`Formula` (a module-level rule, its loss and its
+hyperparameters), so :func:`adabias.flows.solve` — diffrax's ``diffeqsolve``, compiled by
+``equinox.filter_jit`` — compiles once per loss and shapes and reuses that program for a new h
+or β. A field written as a closure is static as a whole: each new closure compiles again.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -29,8 +36,8 @@ PyTree = Any
 #: ``f(t, y, args) -> dy/dt``, diffrax's vector-field signature.
 Field = Callable[[jax.Array, PyTree, Any], PyTree]
 
-__all__ = ["Field", "PiecewiseField", "ModifiedField", "Terms", "step_index", "switch",
-           "terms_of"]
+__all__ = ["Field", "Formula", "PiecewiseField", "ModifiedField", "Terms", "step_index",
+           "switch", "terms_of"]
 
 
 def step_index(t: jax.Array, learning_rate: float) -> jax.Array:
@@ -41,14 +48,77 @@ def step_index(t: jax.Array, learning_rate: float) -> jax.Array:
     return jnp.maximum(n, 0)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["step_size"],
-                   meta_fields=["vector_field"])
+def _is_none(x) -> bool:
+    return x is None
+
+
+def _pytree(*, static: tuple[str, ...] = ()):
+    """Register a frozen dataclass as a pytree the way equinox filters a module: in every field
+    not named in ``static``, the callables found among its leaves (a loss, a plain-function
+    field) are static and everything else (arrays, numbers, data) is a child; the ``static``
+    fields are static as a whole. Static parts are compared by equality (identity for
+    functions) when a compiled program is looked up. A None stands for a leaf (as in
+    ``equinox.partition``), so a tree whose leaves were replaced by None keeps its shape."""
+
+    def register(cls):
+        names = [f.name for f in dataclasses.fields(cls)]
+        dynamic = [name for name in names if name not in static]
+
+        def flatten(obj):
+            children, layout = [], []
+            for name in dynamic:
+                leaves, treedef = jax.tree.flatten(getattr(obj, name), is_leaf=_is_none)
+                fixed = tuple(leaf if callable(leaf) else None for leaf in leaves)
+                mask = tuple(callable(leaf) for leaf in leaves)
+                children.extend(leaf for leaf, is_static in zip(leaves, mask) if not is_static)
+                layout.append((treedef, mask, fixed))
+            return children, (tuple(layout), tuple(getattr(obj, name) for name in static))
+
+        def unflatten(aux, children):
+            layout, static_values = aux
+            children = iter(children)
+            values = {}
+            for name, (treedef, mask, fixed) in zip(dynamic, layout):
+                leaves = [value if is_static else next(children)
+                          for value, is_static in zip(fixed, mask)]
+                values[name] = jax.tree.unflatten(treedef, leaves)
+            values.update(zip(static, static_values))
+            obj = object.__new__(cls)
+            for name in names:
+                object.__setattr__(obj, name, values[name])
+            return obj
+
+        jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+        return cls
+
+    return register
+
+
+@_pytree(static=("rule", "options"))
+@dataclasses.dataclass(frozen=True, eq=False)
+class Formula:
+    """A field ``f(t, y, args)`` = ``rule(t, y, *operands, **dict(options))``: a module-level
+    ``rule``, its ``operands`` (the loss — static — and the hyperparameters and data — pytree
+    leaves) and static ``options`` (window sizes, counts: ``(name, value)`` pairs). Fields
+    built this way differ only in their leaves when only h, β, ρ, ε or the data change, so
+    :func:`adabias.flows.solve` reuses its compilation. ``args`` is ignored."""
+
+    rule: Callable[..., PyTree]
+    operands: tuple
+    options: tuple = ()
+
+    def __call__(self, t, y, args=None):
+        return self.rule(t, y, *self.operands, **dict(self.options))
+
+
+@_pytree()
 @dataclasses.dataclass(frozen=True, eq=False)
 class PiecewiseField:
     """A field ``f(t, y, args)`` that jumps at t_n = fl(n·h), n = 0, 1, …; callable as ``f``.
 
-    ``step_size`` is h: a number, or a traced value inside :func:`adabias.flows.solve_steps`
-    (a pytree leaf, so the field can pass through ``jit`` and ``vmap``).
+    ``step_size`` is h: a number or array, traced inside :func:`adabias.flows.solve_steps`
+    (a pytree leaf, like the arrays ``vector_field`` carries, so the field can pass through
+    ``jit`` and ``vmap``; a plain-function ``vector_field`` is static).
     """
 
     vector_field: Field
@@ -75,6 +145,7 @@ class Terms(NamedTuple):
     correction: PyTree
 
 
+@_pytree(static=("name",))
 @dataclasses.dataclass(frozen=True, eq=False)
 class ModifiedField:
     """A field ``f(t, y, args)`` = leading + first-order correction; callable as ``f``.
