@@ -29,7 +29,7 @@ def toy(id_, measure=_fine, *, plot=None, decide=None):
 
     return base.Experiment(
         id=id_, paper="CKS", title=id_, tiers=base.Tiers((), (), ()),
-        claims={f"{id_}.a": "holds"}, measure=measure,
+        claims={f"{id_}.a": base.ClaimSpec("holds", "theory", "always true")}, measure=measure,
         decide=decide or (lambda settings, x: base.Decision([base.Verdict(f"{id_}.a", True, {"x": x})])),
         plot=plot or default_plot, tables=lambda settings, x: {"values": {"x": [x]}})
 

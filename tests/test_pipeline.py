@@ -35,7 +35,8 @@ def _toy_experiment(verdicts):
     """An experiment whose decide returns ``verdicts`` (measure/plot/tables trivial)."""
     return base.Experiment(
         id="test.toy", paper="CKS", title="toy", tiers=base.Tiers(quick=(), medium=(), full=()),
-        claims={"test.toy.a": "a statement", "test.toy.b": "b statement"},
+        claims={"test.toy.a": base.ClaimSpec("a statement", "paper", "a test"),
+                "test.toy.b": base.ClaimSpec("b statement", "theory", "b test")},
         measure=lambda settings, context: None,
         decide=lambda settings, record: base.Decision(verdicts=verdicts, notes=["a note"]),
         plot=lambda settings, record: {}, tables=lambda settings, record: {})
@@ -54,10 +55,39 @@ def test_claim_normalizes_numbers_and_rejects_undeclared():
         base.check_result(exp, Result(claims=[claim]))
     with pytest.raises(ValueError, match="must be 'test.toy' or start with"):
         base.Experiment(id="test.toy", paper="CKS", title="toy", tiers=exp.tiers,
-                        claims={"other.a": "x"}, measure=exp.measure, decide=exp.decide,
-                        plot=exp.plot, tables=exp.tables)
+                        claims={"other.a": base.ClaimSpec("x", "paper", "x test")},
+                        measure=exp.measure, decide=exp.decide, plot=exp.plot, tables=exp.tables)
     with pytest.raises(ValueError, match="scale must be one of"):
         base.Context(scale="huge")
+
+
+def test_claims_carry_kind_and_test_and_a_reason_when_not_held():
+    exp = _toy_experiment([base.Verdict("test.toy.a", True, {"x": 1.0}),
+                           base.Verdict("test.toy.b", False, {"x": 2.0}, "undecided: spread")])
+    a, b = exp.run((), base.Context(progress=False)).claims
+    assert (a.kind, a.test, b.kind, b.test) == ("paper", "a test", "theory", "b test")
+    assert b.to_json()["note"] == "undecided: spread" and b.to_json()["kind"] == "theory"
+    silent = _toy_experiment([base.Verdict("test.toy.a", False, {"x": 1.0})])
+    with pytest.raises(ValueError, match="gives no reason"):
+        silent.run((), base.Context(progress=False))
+
+
+@pytest.mark.parametrize("spec,error,match", [
+    ("a statement", TypeError, "ClaimSpec"),
+    (base.ClaimSpec("s", "guess", "t"), ValueError, "kind must be one of"),
+    (base.ClaimSpec("s", "paper", " "), ValueError, "test must be a non-empty"),
+    (base.ClaimSpec("", "theory", "t"), ValueError, "statement must be a non-empty"),
+])
+def test_claim_specs_are_checked_when_declared(spec, error, match):
+    with pytest.raises(error, match=match):
+        base.Experiment(id="test.toy", paper="CKS", title="toy",
+                        tiers=base.Tiers(quick=(), medium=(), full=()), claims={"test.toy.a": spec},
+                        measure=None, decide=None, plot=None, tables=None)
+
+
+def test_every_registered_claim_declares_its_kind_and_test():
+    specs = [spec for e in base.REGISTRY.values() for spec in e.claims.values()]
+    assert len(specs) >= 50 and all(spec.kind in base.CLAIM_KINDS and spec.test for spec in specs)
 
 
 def test_select_by_id_and_prefix():
@@ -100,7 +130,7 @@ def test_a_failing_experiment_is_reported_and_the_exit_code_is_nonzero(tmp_path,
     never = lambda settings, record: None  # noqa: E731  (measure fails first)
     exp = base.Experiment(id="test.broken", paper="CKS", title="broken",
                           tiers=base.Tiers(quick=(), medium=(), full=()),
-                          claims={"test.broken": "never decided"}, measure=broken, decide=never,
+                          claims={"test.broken": base.ClaimSpec("never decided", "paper", "none")}, measure=broken, decide=never,
                           plot=never, tables=never)
     monkeypatch.setitem(base.REGISTRY, "test.broken", exp)
     out = tmp_path / "report"

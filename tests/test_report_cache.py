@@ -28,7 +28,8 @@ def toy(id_="test.cache", *, width=1.0, drift=False):
         return np.linspace(0.0, settings["width"], 5) + shift
 
     def decide(settings, xs):
-        return base.Decision([base.Verdict(f"{id_}.a", bool(xs[-1] > 0), {"last": xs[-1]})])
+        return base.Decision([base.Verdict(f"{id_}.a", bool(xs[-1] > 0), {"last": xs[-1]},
+                                           "" if xs[-1] > 0 else "the last point is not positive")])
 
     def plot(settings, xs):
         figure, ax = plt.subplots(figsize=(2, 1.5))
@@ -40,7 +41,7 @@ def toy(id_="test.cache", *, width=1.0, drift=False):
 
     settings = {"width": width}
     return base.Experiment(id=id_, paper="CKS", title="toy", tiers=base.Tiers(settings, settings, settings),
-                           claims={f"{id_}.a": "the last point is positive"}, measure=measure,
+                           claims={f"{id_}.a": base.ClaimSpec("the last point is positive", "theory", "last point > 0")}, measure=measure,
                            decide=decide, plot=plot, tables=tables)
 
 

@@ -134,8 +134,9 @@ def _list(args) -> int:
         print(f"{exp.id}  ({exp.paper}) {exp.title}")
         settings = base.settings_dict(exp.settings_at(args.scale))
         print("    settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
-        for claim_id, statement in exp.claims.items():
-            print(f"    - {claim_id}: {statement}")
+        for claim_id, spec in exp.claims.items():
+            print(f"    - {claim_id} [{spec.kind}]: {spec.statement}")
+            print(f"      test: {spec.test}")
     return 0
 
 

@@ -9,8 +9,9 @@ order (:data:`PAPER_ORDER`, DESIGN §4.2), any other id after those, by name.
 import importlib
 import pkgutil
 
-from adabias.experiments.base import (REGISTRY, SCALES, Claim, Context, Decision, Experiment,
-                                      Result, Tiers, Verdict, register, select)
+from adabias.experiments.base import (CLAIM_KINDS, REGISTRY, SCALES, Claim, ClaimSpec, Context,
+                                      Decision, Experiment, Result, Tiers, Verdict, register,
+                                      select)
 
 
 def _paper_modules() -> list[str]:
@@ -41,5 +42,5 @@ for _name in _paper_modules():
     register(_module.EXPERIMENT)
 _in_paper_order()
 
-__all__ = ["PAPER_ORDER", "REGISTRY", "SCALES", "Claim", "Context", "Decision", "Experiment", "Result",
-           "Tiers", "Verdict", "register", "select"]
+__all__ = ["CLAIM_KINDS", "PAPER_ORDER", "REGISTRY", "SCALES", "Claim", "ClaimSpec", "Context",
+           "Decision", "Experiment", "Result", "Tiers", "Verdict", "register", "select"]

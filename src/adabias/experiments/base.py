@@ -47,6 +47,37 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in array.tolist()]
 
 
+#: The kinds of claim (DESIGN §4.3): what a paper reports, tested in the closest setting
+#: this machine runs (the scale gap stated), and what a theorem predicts, tested where its
+#: assumptions hold.
+CLAIM_KINDS = ("paper", "theory")
+
+
+class ClaimSpec(NamedTuple):
+    """A claim as an experiment declares it, before any run.
+
+    ``statement`` is the sentence made measurable, ``kind`` one of :data:`CLAIM_KINDS`, and
+    ``test`` the decision rule fixed in the module (statistic, seeds, threshold), e.g.
+    ``"sign test over 8 paired seeds, one-sided p < 0.01"``.
+    """
+
+    statement: str
+    kind: str
+    test: str
+
+
+def check_claim_spec(claim_id: str, spec: ClaimSpec) -> None:
+    if not isinstance(spec, ClaimSpec):
+        raise TypeError(f"claim {claim_id!r} must be declared as a ClaimSpec, got "
+                        f"{type(spec).__name__}")
+    if spec.kind not in CLAIM_KINDS:
+        raise ValueError(f"claim {claim_id!r}: kind must be one of {CLAIM_KINDS}, got "
+                         f"{spec.kind!r}")
+    for field in ("statement", "test"):
+        if not isinstance(getattr(spec, field), str) or not getattr(spec, field).strip():
+            raise ValueError(f"claim {claim_id!r}: {field} must be a non-empty sentence")
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """A measurable claim and whether it held in this run.
@@ -57,7 +88,10 @@ class Claim:
       held: computed from the run.
       numbers: the measured values the decision was made on.
       settings: the settings it was measured under.
-      note: optional context (e.g. which runs were excluded and why).
+      note: context; why, when it does not hold (``"undecided: …"`` when its test could not
+        decide).
+      kind: ``"paper"`` or ``"theory"`` (:data:`CLAIM_KINDS`).
+      test: the decision rule, fixed before the run.
     """
 
     id: str
@@ -66,9 +100,14 @@ class Claim:
     numbers: Mapping[str, Any]
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     note: str = ""
+    kind: str = "paper"
+    test: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "held", bool(self.held))
+        if self.kind not in CLAIM_KINDS:
+            raise ValueError(f"claim {self.id!r}: kind must be one of {CLAIM_KINDS}, got "
+                             f"{self.kind!r}")
         object.__setattr__(self, "numbers", _plain(dict(self.numbers)))
         object.__setattr__(self, "settings", _plain(dict(self.settings)))
 
@@ -170,21 +209,22 @@ class Decision(NamedTuple):
 class Experiment(Generic[S, R]):
     """One figure, table or claim group of a paper, made runnable: measure → decide → plot.
 
-    ``claims`` maps each claim id this experiment decides to its statement.
+    ``claims`` maps each claim id this experiment decides to its :class:`ClaimSpec`.
     """
 
     id: str
     paper: str
     title: str
     tiers: Tiers[S]
-    claims: Mapping[str, str]
+    claims: Mapping[str, ClaimSpec]
     measure: Callable[[S, "Context"], R]
     decide: Callable[[S, R], Decision]
     plot: Callable[[S, R], Mapping[str, Any]]
     tables: Callable[[S, R], Mapping[str, Any]]
 
     def __post_init__(self):
-        for claim_id in self.claims:
+        for claim_id, spec in self.claims.items():
+            check_claim_spec(claim_id, spec)
             if claim_id != self.id and not claim_id.startswith(self.id + "."):
                 raise ValueError(f"claim id {claim_id!r} must be {self.id!r} or start with "
                                  f"{self.id + '.'!r}")
@@ -201,8 +241,12 @@ class Experiment(Generic[S, R]):
         for verdict in decision.verdicts:
             if verdict.claim_id not in self.claims:
                 raise KeyError(f"{self.id} does not declare claim {verdict.claim_id!r}")
-            claims.append(Claim(verdict.claim_id, self.claims[verdict.claim_id], verdict.held,
-                                verdict.numbers, plain, verdict.note))
+            spec = self.claims[verdict.claim_id]
+            if not verdict.held and not verdict.note.strip():
+                raise ValueError(f"{self.id}: claim {verdict.claim_id!r} did not hold and its "
+                                 "verdict gives no reason (note)")
+            claims.append(Claim(verdict.claim_id, spec.statement, verdict.held,
+                                verdict.numbers, plain, verdict.note, spec.kind, spec.test))
         return Result(figures=dict(self.plot(settings, record)),
                       data=dict(self.tables(settings, record)), claims=claims,
                       notes=list(decision.notes))

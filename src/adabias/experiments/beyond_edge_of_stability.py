@@ -41,7 +41,7 @@ from jax.flatten_util import ravel_pytree
 import adabias as ab
 from adabias import flows
 from adabias._validation import require_x64
-from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
+from adabias.experiments.base import ClaimSpec, Context, Decision, Experiment, Tiers, Verdict
 from adabias.plot import panels
 from adabias.plot.memory import error_and_stability
 from adabias.plot.orders import legend_below
@@ -239,13 +239,22 @@ EXPERIMENT = Experiment(
     title="Where the modified flows stop tracking: stability ratio and the edge of stability",
     tiers=TIERS,
     claims={
-        "beyond.edge_of_stability.tracking": "Far below the onset of oscillation (stability "
+        "beyond.edge_of_stability.tracking": ClaimSpec(
+            "Far below the onset of oscillation (stability "
             "ratio ≤ r_c/2, r_c = (1−√β₁)²/(2(1+β₁))) the memory-corrected flow tracks Adam "
             "to O(h²): local slopes within 0.3 of 2.",
-        "beyond.edge_of_stability.below_edge": "The flow tracks Adam to O(h²) as long as the "
+            "theory", "local slopes of log global error between neighbouring h within 2 ± 0.3 "
+            "where the ratio ≤ r_c/2; deterministic"),
+        "beyond.edge_of_stability.below_edge": ClaimSpec(
+            "The flow tracks Adam to O(h²) as long as the "
             "stability ratio λ_max(P^{−1/2}HP^{−1/2})/(2(1+β₁)/((1−β₁)h)) stays below 1 (local "
             "slopes within 0.3 of 2 for every pair of neighbouring h below the edge).",
-        "beyond.edge_of_stability.jump": "Once training reaches the edge of stability "
+            "theory", "local slopes within 2 ± 0.3 for every pair of neighbouring h with "
+            "ratio < 1; deterministic"),
+        "beyond.edge_of_stability.jump": ClaimSpec(
+            "Once training reaches the edge of stability "
             "(ratio ≥ 1) the flow's error jumps: at least 10× every error below the edge.",
+            "theory", "smallest error past the edge ≥ 10 × largest error below it; "
+            "deterministic"),
     },
     measure=measure, decide=decide, plot=plot, tables=tables)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from adabias._validation import require_x64
-from adabias.experiments.base import Context, Decision, Experiment, Tiers, Verdict
+from adabias.experiments.base import ClaimSpec, Context, Decision, Experiment, Tiers, Verdict
 from adabias.plot import TRACE_H, diag_power_trace_label, panels
 from adabias.plot.measures import mark_step, reference_level, step_axes, train_and_test
 from adabias.problems.diagonal_net import (
@@ -155,12 +155,20 @@ EXPERIMENT = Experiment(
     id="lwl.sharpness", paper="LWL", title="Label noise: SGD reduces tr(H), Adam reduces tr(Diag(H)^{1/2})",
     tiers=TIERS,
     claims={
-        "lwl.sharpness.sgd": "After the loss is small, label-noise SGD decreases tr(H) "
+        "lwl.sharpness.sgd": ClaimSpec(
+            "After the loss is small, label-noise SGD decreases tr(H) "
             "(seed mean over the last records < value when the loss first falls below the threshold).",
-        "lwl.sharpness.adam": "After the loss is small, label-noise Adam decreases tr(Diag(H)^{1/2}) "
+            "theory", "seed mean over the last records below the value when the loss first "
+            "falls below the threshold"),
+        "lwl.sharpness.adam": ClaimSpec(
+            "After the loss is small, label-noise Adam decreases tr(Diag(H)^{1/2}) "
             "(same comparison).",
-        "lwl.sharpness.own_measure": "At the end each optimizer has the lower value of its own measure: "
+            "theory", "seed mean over the last records below the value when the loss first "
+            "falls below the threshold"),
+        "lwl.sharpness.own_measure": ClaimSpec(
+            "At the end each optimizer has the lower value of its own measure: "
             "tr(H)_SGD < tr(H)_Adam and tr(Diag(H)^{1/2})_Adam < tr(Diag(H)^{1/2})_SGD.",
+            "paper", "seed means at the end compared on both measures"),
     },
     measure=measure, decide=decide, plot=plot, tables=tables,
 )

@@ -7,6 +7,8 @@ are at least three of them and sign·r ≥ :data:`MONOTONE_THRESHOLD`.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 MONOTONE_THRESHOLD = 0.8
@@ -82,3 +84,110 @@ def hill_heights(curves: np.ndarray, window: int) -> np.ndarray:
     for index in np.ndindex(out.shape):
         out[index] = hill_height(curves[index], window)
     return out
+
+
+# --- paired comparisons over seeds (DESIGN §4.3: every empirical claim states its test) -----
+
+#: One-sided level of the paired tests, and the power the smallest detectable effect is for.
+PAIRED_ALPHA = 0.01
+PAIRED_POWER = 0.8
+
+
+class PairedTest(NamedTuple):
+    """A one-sided paired comparison of two settings over the same seeds.
+
+    ``differences`` dᵢ = (b − a) for seed i, with the claim being dᵢ > 0 (``direction=+1``)
+    or dᵢ < 0 (−1). ``p_value`` is the exact sign test's (ties dropped); ``min_detectable`` the
+    smallest mean difference the test detects with probability :data:`PAIRED_POWER` at level
+    ``alpha`` given the seed-to-seed spread s of the differences, (z₁₋α + z_power)·s/√n (normal
+    approximation). ``outcome`` is ``"held"`` (p < α in the claimed direction),
+    ``"contradicted"`` (p < α the other way) or ``"undecided"``.
+    """
+
+    num_seeds: int
+    positive: int
+    p_value: float
+    mean_difference: float
+    spread: float
+    min_detectable: float
+    alpha: float
+    outcome: str
+
+    @property
+    def held(self) -> bool:
+        return self.outcome == "held"
+
+    def numbers(self) -> dict:
+        return {"seeds": self.num_seeds, "in_claimed_direction": self.positive,
+                "p_value": self.p_value, "mean_difference": self.mean_difference,
+                "spread": self.spread, "min_detectable_effect": self.min_detectable}
+
+    def reason(self) -> str:
+        """Why it did not hold, in words ("" when it held)."""
+        if self.held:
+            return ""
+        if self.outcome == "contradicted":
+            return (f"contradicted: {self.num_seeds - self.positive} of {self.num_seeds} paired "
+                    f"seeds go the other way (sign test p = {self.p_value_against:.2g})")
+        return (f"undecided: mean difference {self.mean_difference:.3g} against a smallest "
+                f"detectable effect of {self.min_detectable:.3g} (seed spread "
+                f"{self.spread:.3g}, {self.num_seeds} seeds); sign test p = {self.p_value:.2g}")
+
+    @property
+    def p_value_against(self) -> float:
+        return sign_test_p(self.num_seeds - self.positive, self.num_seeds)
+
+
+def sign_test_p(successes: int, trials: int) -> float:
+    """One-sided exact sign test: P(X ≥ successes), X ~ Binomial(trials, ½); 1 when no trials."""
+    if trials <= 0:
+        return 1.0
+    from scipy.stats import binom
+
+    return float(binom.sf(successes - 1, trials, 0.5))
+
+
+def min_detectable_effect(spread: float, num_seeds: int, *, alpha: float = PAIRED_ALPHA,
+                          power: float = PAIRED_POWER) -> float:
+    """(z₁₋α + z_power)·s/√n: the mean paired difference a one-sided level-α test over n seeds
+    with difference spread s detects with probability ``power`` (normal approximation)."""
+    from scipy.stats import norm
+
+    if num_seeds < 1:
+        return float("inf")
+    return float((norm.ppf(1 - alpha) + norm.ppf(power)) * spread / np.sqrt(num_seeds))
+
+
+def seeds_needed(effect: float, spread: float, *, alpha: float = PAIRED_ALPHA,
+                 power: float = PAIRED_POWER) -> int:
+    """The smallest n with :func:`min_detectable_effect` ≤ |effect| and with n seeds all in one
+    direction significant for the sign test (2⁻ⁿ < α)."""
+    from scipy.stats import norm
+
+    floor = int(np.ceil(np.log2(1 / alpha) + 1e-12))
+    if effect == 0:
+        return np.iinfo(np.int32).max
+    z = norm.ppf(1 - alpha) + norm.ppf(power)
+    return max(floor, int(np.ceil((z * spread / abs(effect)) ** 2)))
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, direction: int, *,
+                alpha: float = PAIRED_ALPHA) -> PairedTest:
+    """The one-sided paired sign test of direction·(b − a) > 0 over seeds (:class:`PairedTest`)."""
+    if direction not in (1, -1):
+        raise ValueError(f"direction must be +1 or −1, got {direction!r}")
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"a and b must be equal-length, non-empty seed arrays, got {a.shape} "
+                         f"and {b.shape}")
+    d = direction * (b - a)
+    if not np.all(np.isfinite(d)):
+        raise ValueError("paired_test: non-finite differences (a diverged run?)")
+    untied = d[d != 0]
+    n, positive = int(untied.size), int(np.sum(untied > 0))
+    p = sign_test_p(positive, n)
+    spread = float(np.std(d, ddof=1)) if d.size > 1 else float("inf")
+    outcome = ("held" if p < alpha else
+               "contradicted" if sign_test_p(n - positive, n) < alpha else "undecided")
+    return PairedTest(n, positive, p, float(np.mean(d)), spread,
+                      min_detectable_effect(spread, n, alpha=alpha), alpha, outcome)
