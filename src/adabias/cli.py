@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--force", action="store_true", help="ignore cached results")
     reproduce.add_argument("--no-progress", action="store_true", help="no progress output")
     reproduce.add_argument(
+        "--jobs", type=_job_count, default="auto", metavar="N|auto",
+        help="worker processes running experiments side by side (default auto: one per core; "
+             "1 runs them in this process, in order)")
+    reproduce.add_argument(
         "--devices", type=_device_count, default=1, metavar="N|auto",
         help="host devices to spread sweep members over (default 1; auto: every core). "
              "Several devices give the same claims except in the last bits of the MLP "
@@ -53,16 +57,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _device_count(text: str) -> int:
-    if text == "auto":
-        return _cores()
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"--devices takes a positive number or auto, got {text!r}")
-    return count
+def _count_of(flag: str):
+    """An argparse type for ``flag``: a positive number, or ``auto`` (one per core)."""
+
+    def parse(text: str) -> int:
+        if text == "auto":
+            return _cores()
+        try:
+            count = int(text)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"{flag} takes a positive number or auto, got {text!r}")
+        return count
+
+    return parse
+
+
+_device_count, _job_count = _count_of("--devices"), _count_of("--jobs")
 
 
 def _cores() -> int:
@@ -162,7 +174,8 @@ def _reproduce(args) -> int:
         with output_lock(args.out):
             remove_partial_files(args.out)
             records = run_experiments(experiments, args.out, scale=args.scale, force=args.force,
-                                      progress=not args.no_progress, version=__version__)
+                                      progress=not args.no_progress, version=__version__,
+                                      jobs=args.jobs)
             write_report(args.out, records, scale=args.scale, version=__version__)
     except OutputError as error:
         print(f"adabias: {error}", file=sys.stderr)

@@ -210,6 +210,9 @@ class Experiment(Generic[S, R]):
     """One figure, table or claim group of a paper, made runnable: measure → decide → plot.
 
     ``claims`` maps each claim id this experiment decides to its :class:`ClaimSpec`.
+    ``shares`` names an in-process memo it shares with others (e.g. the classifier sweeps of
+    ``studies.classifiers``): ``reproduce`` with several worker processes runs experiments with
+    the same non-empty ``shares`` in one process, in order, so the memo is reused.
     """
 
     id: str
@@ -221,6 +224,7 @@ class Experiment(Generic[S, R]):
     decide: Callable[[S, R], Decision]
     plot: Callable[[S, R], Mapping[str, Any]]
     tables: Callable[[S, R], Mapping[str, Any]]
+    shares: str = ""
 
     def __post_init__(self):
         for claim_id, spec in self.claims.items():
