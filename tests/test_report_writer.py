@@ -100,7 +100,11 @@ def test_headline_takes_the_first_three_scalars_then_mapping_entries():
               "list": [1.0]}
     assert writer.headline(nested) == [("eps", 1e-12), ("relative_error.b0.95", 2e-13),
                                        ("relative_error.b0.9.deep", 4.0)]
-    assert writer.headline({"only": [1, 2], "text": "held"}) == []
+    # lists only complete a headline short of scalars, short ones, in order
+    assert writer.headline({"only": [1, 2], "text": "held", "long": list(range(9)),
+                            "mixed": [1, "a"], "x": 0.5, "last": [3.0]}) == [
+        ("x", 0.5), ("only", [1, 2]), ("last", [3.0])]
+    assert writer.headline({"text": "held", "empty": []}) == []
 
 
 @pytest.mark.parametrize("value,text", [

@@ -37,6 +37,9 @@ KINDS = {"paper": "paper claims", "theory": "theory claims"}
 #: How many scalar numbers of a claim are its headline.
 HEADLINE_SIZE = 3
 
+#: The longest list of scalars that completes a headline short of scalars.
+HEADLINE_LIST = 5
+
 
 # --- numbers as a person writes them ---------------------------------------------------------
 
@@ -126,13 +129,16 @@ def headline(numbers: Mapping[str, Any], count: int = HEADLINE_SIZE) -> list[tup
     """A claim's headline: the first ``count`` scalar entries of its numbers, in their order.
 
     When fewer top-level entries are scalars, the scalar entries of its mappings complete it
-    (named ``outer.inner``, in order); lists never are."""
+    (named ``outer.inner``, in order), then its short lists of scalars (at most
+    :data:`HEADLINE_LIST` items), in order."""
     chosen = [(k, v) for k, v in numbers.items() if _is_scalar(v)][:count]
     for key, value in numbers.items():
-        if len(chosen) >= count:
-            break
         if isinstance(value, Mapping):
-            chosen += list(_scalar_leaves(value, key))[:count - len(chosen)]
+            chosen += list(_scalar_leaves(value, key))[:max(0, count - len(chosen))]
+    for key, value in numbers.items():
+        if (len(chosen) < count and isinstance(value, list) and 0 < len(value) <= HEADLINE_LIST
+                and all(_is_scalar(v) for v in value)):
+            chosen.append((key, value))
     return chosen
 
 
@@ -317,11 +323,11 @@ table{border-collapse:collapse;margin:0.5em 0 1em;font-size:0.9em}
 td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 th{background:#f4f4f4}
 table.claims{width:100%}
-table.claims td.id{width:14em;word-break:break-word}
+table.claims td.id{width:13em}
 table.claims td.numbers{width:17em;font-size:0.9em}
 .held{color:#176317;font-weight:bold}.not{color:#a11;font-weight:bold}
 .undecided{color:#9a5b00;font-weight:bold}
-tr.not,tr.undecided{background:#fff6f4}
+tr.row-not{background:#fff3f1}tr.row-undecided{background:#fff8e6}
 .why{margin-top:0.3em}.why b{color:#a11}
 details{margin-top:0.3em;font-size:0.9em}summary{cursor:pointer;color:#245}
 details table{font-size:0.95em;margin:0.3em 0}
@@ -336,6 +342,12 @@ def _verdict_span(claim: Mapping[str, Any]) -> str:
     v = verdict(claim)
     css = {"held": "held", "undecided": "undecided"}.get(v, "not")
     return f'<span class="{css}">{v}</span>'
+
+
+def _breakable(identifier: str) -> str:
+    """An escaped claim id that a narrow column breaks after its dots and underscores."""
+    escaped = html.escape(identifier)
+    return escaped.replace(".", ".<wbr>").replace("_", "_<wbr>")
 
 
 def _anchor(text: str) -> str:
@@ -359,15 +371,14 @@ def _claims_table_html(claims: Sequence[Mapping[str, Any]], experiment_of: Mappi
     rows = ["<table class='claims'><tr><th>verdict</th><th>claim</th><th>statement</th>"
             "<th>headline numbers</th></tr>"]
     for c in claims:
-        v = verdict(c)
-        css = {"held": "held", "undecided": "undecided"}.get(v, "not")
+        row = "row-" + {"held": "held", "undecided": "undecided"}.get(verdict(c), "not")
         why = (f"<div class='why'><b>Why:</b> {esc(c['note'])}</div>" if not c["held"] else "")
         numbers = "<br>".join(esc(f"{k} = {format_number(value)}")
                               for k, value in headline(c["numbers"])) or "—"
         target = _anchor(experiment_of.get(c["id"], c.get("experiment", c["id"])))
         rows.append(
-            f"<tr class='{css}' id='claim-{_anchor(c['id'])}'><td>{_verdict_span(c)}</td>"
-            f"<td class='id'><a href='#{target}'><code>{esc(c['id'])}</code></a></td>"
+            f"<tr class='{row}' id='claim-{_anchor(c['id'])}'><td>{_verdict_span(c)}</td>"
+            f"<td class='id'><a href='#{target}'><code>{_breakable(c['id'])}</code></a></td>"
             f"<td>{esc(c['statement'])}{why}{_details_html(c)}</td>"
             f"<td class='numbers'>{numbers}</td></tr>")
     rows.append("</table>")
