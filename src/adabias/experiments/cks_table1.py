@@ -135,8 +135,8 @@ def plot(settings: Table1Settings, record: Table1Record) -> dict:
         ax.set_ylabel("relative error of the limit form")
         ax.legend()
     figure.suptitle(r"CKS Table 1: the bias (2.3) against its limits at one point of "
-                    r"$E(\theta) = \sum_j \theta_j^4/4 + \prod_j \sin\theta_j + \theta_1\theta_2/2$, "
-                    f"h = {settings.learning_rate:g}")
+                    r"$E(\theta) = \Sigma_j\,\theta_j^4/4 + \Pi_j \sin\theta_j + \theta_1\theta_2/2$, "
+                    f"h = {settings.learning_rate:g}", fontsize=10)
     return {"limits": figure}
 
 

@@ -322,9 +322,8 @@ h3{margin-top:1.5em}
 table{border-collapse:collapse;margin:0.5em 0 1em;font-size:0.9em}
 td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 th{background:#f4f4f4}
-table.claims{width:100%}
-table.claims td.id{width:13em}
-table.claims td.numbers{width:17em;font-size:0.9em}
+table.claims{width:100%;table-layout:fixed}
+table.claims td.numbers{font-size:0.9em}
 .held{color:#176317;font-weight:bold}.not{color:#a11;font-weight:bold}
 .undecided{color:#9a5b00;font-weight:bold}
 tr.row-not{background:#fff3f1}tr.row-undecided{background:#fff8e6}
@@ -345,7 +344,8 @@ def _verdict_span(claim: Mapping[str, Any]) -> str:
 
 
 def _breakable(identifier: str) -> str:
-    """An escaped claim id that a narrow column breaks after its dots and underscores."""
+    """An escaped identifier (claim id, number name) that a narrow column breaks after its dots
+    and underscores."""
     escaped = html.escape(identifier)
     return escaped.replace(".", ".<wbr>").replace("_", "_<wbr>")
 
@@ -368,12 +368,13 @@ def _details_html(claim: Mapping[str, Any]) -> str:
 
 def _claims_table_html(claims: Sequence[Mapping[str, Any]], experiment_of: Mapping[str, str]) -> str:
     esc = html.escape
-    rows = ["<table class='claims'><tr><th>verdict</th><th>claim</th><th>statement</th>"
-            "<th>headline numbers</th></tr>"]
+    rows = ["<table class='claims'><colgroup><col style='width:6.5em'><col style='width:13em'>"
+            "<col><col style='width:19em'></colgroup><tr><th>verdict</th><th>claim</th>"
+            "<th>statement</th><th>headline numbers</th></tr>"]
     for c in claims:
         row = "row-" + {"held": "held", "undecided": "undecided"}.get(verdict(c), "not")
         why = (f"<div class='why'><b>Why:</b> {esc(c['note'])}</div>" if not c["held"] else "")
-        numbers = "<br>".join(esc(f"{k} = {format_number(value)}")
+        numbers = "<br>".join(f"{_breakable(k)} = {esc(format_number(value))}"
                               for k, value in headline(c["numbers"])) or "—"
         target = _anchor(experiment_of.get(c["id"], c.get("experiment", c["id"])))
         rows.append(
