@@ -155,7 +155,7 @@ def test_html_escapes_text_and_puts_the_full_record_behind_each_claim(tmp_path):
                 _claim("cks.e2.b", "CKS", "theory", True)]
     records = [_record("cks.e2", "CKS", claims_a, figures=["cks.e2.plot"]),
                _record("lwl.e3", "LWL", [_claim("lwl.e3.a", "LWL", "paper", False,
-                                                note="undecided: spread 3 > effect 1")])]
+                                                note="undecided: spread 3 > effect 1 < 9")])]
     page, markdown = _write(tmp_path, records)
     assert "<script>" not in page and html.escape(hostile) in page
     assert "<b>7</b>" not in page and html.escape("contradicted: <b>7</b> of 8") in page
@@ -184,7 +184,8 @@ def test_html_escapes_text_and_puts_the_full_record_behind_each_claim(tmp_path):
     # the Markdown: grouped the same way, the reasons shown, readable as plain text
     assert "### CKS — paper claims: 0 of 1 held" in markdown
     assert "Why: contradicted: &lt;b>7&lt;/b> of 8" in markdown
-    assert "Why: undecided: spread 3 > effect 1" in markdown
+    assert "Why: undecided: spread 3 > effect 1 < 9" in markdown
+    assert "&lt;" not in markdown.replace("&lt;b>7&lt;/b>", "")  # a < b stays readable
     assert "9.999999999999999e-06" not in markdown and "eps = 1e-05" in markdown
     assert max(len(line) for line in markdown.splitlines() if not line.startswith(("- ", "  "))) < 400
 

@@ -15,6 +15,7 @@ import html
 import json
 import math
 import platform
+import re
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
@@ -252,8 +253,9 @@ def write_claims_json(out: Path, records: Sequence[Record]) -> None:
 
 
 def _md(text: str) -> str:
-    """Plain text safe in a Markdown list line (no table or HTML surprises)."""
-    return text.replace("\n", " ").replace("<", "&lt;")
+    """Plain text safe in a Markdown list line: one line, and no ``<`` that could open an HTML
+    tag (``a < b`` stays as it is)."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text.replace("\n", " "))
 
 
 def write_markdown(out: Path, records: Sequence[Record], *, scale: str, version: str) -> None:
