@@ -199,3 +199,41 @@ def test_compare_names_the_claims_whose_verdict_or_numbers_moved(tmp_path, capsy
                      "--loose", "a", "1e-5"])
     assert "1 claim(s) differ" in capsys.readouterr().out
     assert cli.main(["compare", str(tmp_path / "old.json"), str(tmp_path / "nope.json")]) == 2
+
+
+def test_fig1_and_table1_verdicts_that_fail_say_why():
+    from adabias.experiments import cks_table1
+
+    settings = cks_fig1.SETTINGS
+    record = cks_fig1.measure(settings, base.Context(progress=False))
+    # every curve off by 1e-6 relative, and flipped in sign: no claim can hold
+    broken = record._replace(curves=-(1 + 1e-6) * record.curves)
+    verdicts = {v.claim_id: v for v in cks_fig1.decide(settings, broken).verdicts}
+    assert not any(v.held for v in verdicts.values())
+    assert all(v.note.strip() for v in verdicts.values())
+    assert "differ by 2.00e+00 relative" in verdicts["cks.fig1.closed_form"].note
+    assert "ρ = 0.9:" in verdicts["cks.fig1.small_eps_beta_ge_rho"].note
+    assert "parabola" in verdicts["cks.fig1.large_eps"].note
+    held = {v.claim_id: v for v in cks_fig1.decide(settings, record).verdicts}
+    assert all(v.held and v.note == "" for v in held.values())
+
+    table = cks_table1.SETTINGS
+    ones = np.ones((len(table.cells), len(table.eps)))
+    flat = cks_table1.Table1Record(np.ones(3), ones, ones, np.ones((2, len(table.eps), 3)))
+    verdicts = {v.claim_id: v for v in cks_table1.decide(table, flat).verdicts}
+    assert not any(v.held for v in verdicts.values())
+    assert "relative error 1.00e+00 at ε = 1e-12" in verdicts["cks.table1.small_eps"].note
+    assert "β = 0.9, ρ = 0.999: mean sign +1.00 at ε = 1e-12" in verdicts["cks.table1.signs"].note
+    assert "ρ = 0.95" not in verdicts["cks.table1.signs"].note  # the β > ρ cell is right
+
+
+def test_headline_numbers_of_the_bilinear_and_order_claims_come_first():
+    from adabias.experiments import cks_example23, cks_fig2, cks_thm31
+
+    numbers = {"expected_order": 2.0, "fitted_order": 1.9, "interval_95": [1.8, 2.0],
+               "tolerance": 0.3, "errors": [1.0]}
+    for module in (cks_thm31, cks_example23):
+        assert list(module._order_first(numbers))[:3] == ["fitted_order", "expected_order", "tolerance"]
+        assert module._order_first(numbers) == numbers
+        assert "1.900, outside 2 ± 0.3" in module._order_reason(numbers, 4)
+    assert cks_fig2.DECISION_NUMBERS[:3] == ("monotone", "steps_exceed_jitter", "expected_sign_of_steps")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -140,15 +141,42 @@ def _load_registry():
     return base
 
 
+def settings_lines(settings: dict, *, width: int = 100) -> list[str]:
+    """Settings as a person writes them (``report.writer.format_number``: 1e-05, compact
+    tuples), wrapped at ``width``: the plain ones on a ``settings:`` line, each nested settings
+    dataclass on its own ``name: Type(field=value, …)`` line."""
+    import dataclasses
+
+    from adabias.report.writer import format_number
+
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, width=width, initial_indent="    ",
+                             subsequent_indent="        ", break_long_words=False,
+                             break_on_hyphens=False)
+
+    def nested(value) -> bool:
+        return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+    plain = [f"{k}={format_number(v, None, max_items=8)}" for k, v in settings.items()
+             if not nested(v)]
+    lines = wrap("settings: " + ", ".join(plain)) if plain else []
+    for key, value in settings.items():
+        if nested(value):
+            lines += wrap(f"{key}: {format_number(value, None, max_items=8)}")
+    return lines
+
+
 def _list(args) -> int:
     base = _load_registry()
     for exp in base.REGISTRY.values():
         print(f"{exp.id}  ({exp.paper}) {exp.title}")
-        settings = base.settings_dict(exp.settings_at(args.scale))
-        print("    settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+        for line in settings_lines(base.settings_dict(exp.settings_at(args.scale))):
+            print(line)
         for claim_id, spec in exp.claims.items():
-            print(f"    - {claim_id} [{spec.kind}]: {spec.statement}")
-            print(f"      test: {spec.test}")
+            print(textwrap.fill(f"- {claim_id} [{spec.kind}]: {spec.statement}", width=100,
+                                initial_indent="    ", subsequent_indent="      "))
+            print(textwrap.fill(f"test: {spec.test}", width=100, initial_indent="      ",
+                                subsequent_indent="        "))
     return 0
 
 

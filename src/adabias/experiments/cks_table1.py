@@ -76,33 +76,45 @@ def _cell(beta: float, rho: float) -> str:
     return f"b{beta}_r{rho}"
 
 
+#: A limit form's relative error at the extreme ε must be below this …
+LIMIT_TOLERANCE = 1e-4
+#: … and this fraction of its value five decades before (the expected rate gives 1e-5).
+DECAY_OVER_FIVE_DECADES = 1e-3
+
+
 def decide(settings: Table1Settings, record: Table1Record) -> Decision:
     cells = [_cell(b, r) for b, r in settings.cells]
     eps_values = np.asarray(settings.eps)
     smallest, largest = 0, len(eps_values) - 1
-    small, large = record.small_eps_error, record.large_eps_error
+    verdicts = []
     # → 0: below 1e-4 at the extreme ε, and 1000× smaller than five decades before (the
     # expected rate is linear in ε/∇E² resp. ∇E²/ε, i.e. 10⁵ over five decades)
-    small_ok = all(e[smallest] < 1e-4 and e[smallest] < 1e-3 * e[smallest + 5] for e in small)
-    large_ok = all(e[largest] < 1e-4 and e[largest] < 1e-3 * e[largest - 5] for e in large)
-    verdicts = [
-        Verdict("cks.table1.small_eps", small_ok,
-                {"eps": eps_values[smallest],
-                 "relative_error": dict(zip(cells, small[:, smallest])),
-                 "relative_error_5_decades_earlier": dict(zip(cells, small[:, smallest + 5]))}),
-        Verdict("cks.table1.large_eps", large_ok,
-                {"eps": eps_values[largest],
-                 "relative_error": dict(zip(cells, large[:, largest])),
-                 "relative_error_5_decades_earlier": dict(zip(cells, large[:, largest - 5]))}),
-    ]
-    signs, expected_ok = {}, True
+    for claim_id, errors, at, before in (
+            ("cks.table1.small_eps", record.small_eps_error, smallest, smallest + 5),
+            ("cks.table1.large_eps", record.large_eps_error, largest, largest - 5)):
+        failed = [f"{cell}: relative error {e[at]:.2e} at ε = {eps_values[at]:g} (needs < "
+                  f"{LIMIT_TOLERANCE:g} and < {DECAY_OVER_FIVE_DECADES:g} × {e[before]:.2e}, its "
+                  f"value at ε = {eps_values[before]:g})"
+                  for cell, e in zip(cells, errors)
+                  if not (e[at] < LIMIT_TOLERANCE and e[at] < DECAY_OVER_FIVE_DECADES * e[before])]
+        verdicts.append(Verdict(claim_id, not failed,
+                                {"eps": eps_values[at], "relative_error": dict(zip(cells, errors[:, at])),
+                                 "relative_error_5_decades_earlier": dict(zip(cells, errors[:, before]))},
+                                "; ".join(failed)))
+    signs, wrong = {}, []
     for (beta, rho), coef in zip(settings.cells, record.coefficient):
         small_sign = float(np.sign(coef[smallest]).mean())
         large_sign = float(np.sign(coef[largest]).mean())
         signs[_cell(beta, rho)] = {"small_eps": small_sign, "large_eps": large_sign}
         expected_small = 1.0 if beta > rho else -1.0
-        expected_ok &= (small_sign == expected_small) and (large_sign == 1.0)
-    verdicts.append(Verdict("cks.table1.signs", expected_ok, {"mean_sign_of_coefficient": signs}))
+        if small_sign != expected_small:
+            wrong.append(f"β = {beta}, ρ = {rho}: mean sign {small_sign:+.2f} at ε = "
+                         f"{eps_values[smallest]:g}, Table 1 has {expected_small:+.0f}")
+        if large_sign != 1.0:
+            wrong.append(f"β = {beta}, ρ = {rho}: mean sign {large_sign:+.2f} at ε = "
+                         f"{eps_values[largest]:g}, Table 1 has +1")
+    verdicts.append(Verdict("cks.table1.signs", not wrong, {"mean_sign_of_coefficient": signs},
+                            "; ".join(wrong)))
     notes = [f"Loss E(θ) = Σθ⁴/4 + Πsin θ + θ₁θ₂/2 at θ = {list(settings.point)}, "
              f"|∇E| = {np.round(np.abs(record.gradient), 3).tolist()}; "
              f"h = {settings.learning_rate}."]
@@ -122,6 +134,9 @@ def plot(settings: Table1Settings, record: Table1Record) -> dict:
         ax.set_xlabel("ε (gradient entries are of order 1)")
         ax.set_ylabel("relative error of the limit form")
         ax.legend()
+    figure.suptitle(r"CKS Table 1: the bias (2.3) against its limits at one point of "
+                    r"$E(\theta) = \Sigma_j\,\theta_j^4/4 + \Pi_j \sin\theta_j + \theta_1\theta_2/2$, "
+                    f"h = {settings.learning_rate:g}", fontsize=10)
     return {"limits": figure}
 
 
@@ -140,16 +155,20 @@ EXPERIMENT = Experiment(
         "cks.table1.small_eps": ClaimSpec(
             "As ε/∇E² → 0 the bias (2.3) tends to (2.4): "
             "(h/2){(1+β)/(1−β) − (1+ρ)/(1−ρ)}∇‖∇E‖₁ (relative error → 0).",
-            "theory", "relative error of the limit decreasing to below the stated tolerance "
-            "as ε/∇E² → 0"),
+            "theory", "at one point of a three-parameter nonlinear loss (|∇_jE| of order 1), "
+            "for both (β, ρ) cells: the relative error ‖(2.3) − (2.4)‖/‖(2.4)‖ at ε = 1e-12 "
+            "< 1e-4 and < 1e-3 × its value at ε = 1e-7; deterministic"),
         "cks.table1.large_eps": ClaimSpec(
             "As ε/∇E² → ∞ the bias (2.3) tends to "
             "(h/(4√ε))(1+β)/(1−β)∇‖∇E‖² of (2.7), whatever ρ (relative error → 0).",
-            "theory", "relative error of the limit decreasing to below the stated tolerance "
-            "as ε/∇E² → ∞"),
+            "theory", "at the same point, for both (β, ρ) cells: the relative error "
+            "‖(2.3) − (2.7)‖/‖(2.7)‖ at ε = 1e8 < 1e-4 and < 1e-3 × its value at ε = 1e3; "
+            "deterministic"),
         "cks.table1.signs": ClaimSpec(
             "Signs of Table 1: small ε, β ≥ ρ penalizes ‖∇E‖₁ and ρ > β "
             "penalizes −‖∇E‖₁; large ε penalizes ‖∇E‖₂² in both rows.",
-            "theory", "signs of the computed coefficients equal Table 1's in every row"),
+            "theory", "every coordinate's coefficient c_j of (2.3) at the point has Table 1's "
+            "sign: at ε = 1e-12 positive for (β, ρ) = (0.95, 0.9) and negative for (0.9, 0.999); "
+            "at ε = 1e8 positive for both; deterministic"),
     },
     measure=measure, decide=decide, plot=plot, tables=tables)

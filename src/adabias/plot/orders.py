@@ -3,13 +3,13 @@ curve with the order fitted to it, and dotted reference slopes 1 and 2 through t
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter, NullLocator
 
 #: The y label of a global-error panel: sup over the saved steps of the max-norm difference.
-GLOBAL_ERROR = "global error sup_n ‖θ(nh) − θ⁽ⁿ⁾‖∞"
+GLOBAL_ERROR = r"global error $\mathrm{sup}_n \|\theta(nh) - \theta^{(n)}\|_\infty$"
 
 
 class OrderCurve(NamedTuple):
@@ -36,15 +36,22 @@ def error_against_h(ax, step_sizes: Sequence[float], curves: Mapping[str, OrderC
         ref = top * (h / h_max) ** power
         keep = ref >= bottom / 3
         ax.loglog(h[keep], ref[keep], ":", color=color, lw=1.5, label=f"reference slope {power}")
-    log_h_axis(ax)
+    log_h_axis(ax, h)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     legend_below(ax, ncol=2)
 
 
-def log_h_axis(ax) -> None:
-    """No minor tick labels on a logarithmic h axis (a few octaves crowd them)."""
+def log_h_axis(ax, step_sizes: Optional[Sequence[float]] = None) -> None:
+    """A logarithmic h axis labelled at the step sizes themselves (3 significant digits; every
+    other one beyond six), without minor tick labels (a few octaves crowd them)."""
     ax.xaxis.set_minor_formatter(NullFormatter())
+    if step_sizes is not None:
+        h = np.sort(np.unique(np.asarray(step_sizes, dtype=float)))
+        shown = h[::-1][::2][::-1] if len(h) > 6 else h
+        ax.xaxis.set_major_locator(FixedLocator(shown))
+        ax.xaxis.set_major_formatter(FixedFormatter([f"{v:.3g}" for v in shown]))
+        ax.xaxis.set_minor_locator(NullLocator())
 
 
 def legend_below(ax, *, ncol: int = 1) -> None:

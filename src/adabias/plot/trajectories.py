@@ -2,22 +2,26 @@
 modified flows, and a zoom on the end points (CKS Figures 2 and 3).
 
 The primitives take arrays and an axes; :func:`sweep_figure` composes them for sweeps of Adam on
-the bilinear model (:mod:`adabias.studies.bilinear`): one row per sweep, the landscape with every
-trajectory and its flow on the left, a zoom on the end points on the right.
+the bilinear model (:mod:`adabias.studies.bilinear`): one row per sweep; on the left the
+end-point measure s = |θ₁|+|θ₂| over time, zoomed to where the runs separate (in the full
+landscape every path is the same straight line), with the landscape as an inset; on the right
+the (θ₁, θ₂) plane zoomed on the end points.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from adabias.plot import SYMBOLS, panels
+from adabias.plot.orders import legend_below
 from adabias.problems.bilinear import (BILINEAR_START, bilinear_landscape,
                                        bilinear_min_one_norm_point, bilinear_minimum_set,
-                                       bilinear_sign_flow_limit)
+                                       bilinear_one_norm_per_residual, bilinear_sign_flow_limit)
 from adabias.studies.bilinear import FlowOverlay, Sweep, member_labels
 
 #: (θ₁ range, θ₂ range) of the full bilinear landscape panel.
@@ -55,10 +59,12 @@ def bilinear_landscape_panel(ax, limits: tuple, *, points: int) -> None:
 
 
 def trajectories(ax, paths: np.ndarray, ends: np.ndarray, flows: np.ndarray, *,
-                 labels: Sequence[str], colors: Sequence, linewidth: float,
-                 flow_label: str) -> None:
+                 labels: Optional[Sequence[str]], colors: Sequence, linewidth: float,
+                 flow_label: Optional[str]) -> None:
     """Each path (members, steps, 2) in its colour with its end point ``ends[i]`` as a dot, then
-    the flows (members, points, 2) dashed in black."""
+    the flows (members, points, 2) dashed in black (``labels``/``flow_label`` None: no legend
+    entries)."""
+    labels = labels if labels is not None else [None] * len(paths)
     for path, end, label, color in zip(paths, ends, labels, colors):
         ax.plot(path[:, 0], path[:, 1], color=color, lw=linewidth, label=label)
         ax.plot(*end, "o", color=color, ms=6, mec="k", mew=0.6)
@@ -100,51 +106,107 @@ def text_box(ax, text: str) -> None:
             bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
 
 
-def sweep_panels(ax_full, ax_zoom, sweep: Sweep, overlay: FlowOverlay, *, landscape_points: int,
+#: The label of the end-point measure s = |θ₁| + |θ₂| (= ‖∇E‖₁/(x|r|) on the bilinear model).
+S_LABEL = r"$s = |\theta_1| + |\theta_2|$"
+
+
+def _time_axis_limits(sweep: Sweep) -> tuple[float, float, bool]:
+    """(t_min, t_max, log): from half the earliest landing to the longest run; a log axis when
+    the runs' lengths differ more than threefold (learning-rate sweeps)."""
+    lengths = sweep.num_steps * sweep.learning_rate
+    landing = float(np.min(sweep.approach_steps * sweep.learning_rate))
+    return 0.5 * landing, float(np.max(lengths)), float(np.max(lengths) / np.min(lengths)) > 3
+
+
+def one_norm_over_time(ax, sweep: Sweep, overlay: FlowOverlay, *, labels: Sequence[str],
+                       colors: Sequence, reference: float) -> None:
+    """s = |θ₁|+|θ₂| of every member against t = nh, the y axis zoomed to where the end points
+    separate: each run's s (solid), its modified flow on the approach (dashed), its end-window
+    mean s̄ (thick bar over the window) and the ε-signGD limit (grey)."""
+    s = bilinear_one_norm_per_residual(sweep.params)
+    steps = np.arange(sweep.params.shape[1])
+    for i, (label, color) in enumerate(zip(labels, colors)):
+        h = sweep.learning_rate[i]
+        ax.plot(steps * h, s[i], color=color, lw=1.0, label=label)
+        t_flow = np.linspace(0.0, sweep.approach_steps[i] * h, overlay.flow.shape[1])
+        ax.plot(t_flow, bilinear_one_norm_per_residual(overlay.flow[i]), "--", color="k",
+                lw=0.8, label="modified flow (2.2) on the approach" if i == 0 else None)
+        window = np.array([sweep.window_start, sweep.num_steps]) * h
+        ax.plot(window, [sweep.s_mean[i]] * 2, color=color, lw=4, alpha=0.8,
+                solid_capstyle="butt", label=r"$\bar s$ (mean over the end window)" if i == 0 else None)
+    ax.axhline(reference, color="0.45", ls=":", lw=1.2, label=f"ε-signGD limit (s = {reference:.3f})")
+    values = np.concatenate([sweep.s_mean - sweep.s_jitter, sweep.s_mean + sweep.s_jitter,
+                             [reference]])
+    low, high = float(values.min()), float(values.max())
+    span = max(high - low, 1e-3)
+    ax.set_ylim(low - 0.15 * span, high + 2.0 * span)  # the runs below, the inset above
+    t_min, t_max, log = _time_axis_limits(sweep)
+    if log:  # plain tick labels 1, 2, 5, 10, … (not 2×10⁰)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(t_min, t_max * (1.15 if log else 1.02))
+    ax.set_xlabel("time t = nh")
+    ax.set_ylabel(S_LABEL + r" $= \|\nabla E\|_1 / (x|r|)$")
+
+
+def landscape_inset(ax, sweep: Sweep, ends: np.ndarray, zoom: tuple, *, colors: Sequence,
+                    landscape_points: int) -> None:
+    """The whole landscape as an inset in the upper right of ``ax``: contours, θ₁θ₂ = 3/4, the
+    cross, the start, every path and the zoom box of the right-hand panel."""
+    inset = ax.inset_axes([0.57, 0.52, 0.41, 0.44])
+    bilinear_landscape_panel(inset, BILINEAR_LIMITS, points=landscape_points)
+    for path, end, color in zip(sweep.params, ends, colors):
+        inset.plot(path[:, 0], path[:, 1], color=color, lw=0.8)
+    inset.plot(*BILINEAR_START, "s", color="k", ms=3)
+    zoom_box(inset, zoom)
+    inset.set_xlim(*BILINEAR_LIMITS[0])
+    inset.set_ylim(*BILINEAR_LIMITS[1])
+    inset.set_aspect("equal")
+    inset.tick_params(labelsize=6)
+    inset.set_title("whole landscape; box: right panel", fontsize=7, pad=2)
+
+
+def sweep_panels(ax_time, ax_zoom, sweep: Sweep, overlay: FlowOverlay, *, landscape_points: int,
                  title: str) -> None:
-    """Left: the landscape, θ₁θ₂ = 3/4, the cross and every trajectory with its flow overlay;
-    right: a zoom on the end points (dots: mean over the end window), with the ε-signGD
-    reference and an arrow to the cross."""
+    """Left: s = |θ₁|+|θ₂| over time, zoomed to where the runs separate, with the landscape as
+    an inset; right: a zoom of the (θ₁, θ₂) plane on the end points (dots: mean over the end
+    window), with the ε-signGD reference and an arrow to the cross."""
     palette = colors(len(sweep.values))
     labels = member_labels(sweep, SYMBOLS)
     ends = np.stack([path[sweep.window_start:].mean(axis=0) for path in sweep.params])
-    flow_label = "modified flow (2.2) on the approach"
     reference = np.asarray(bilinear_sign_flow_limit())
-
-    bilinear_landscape_panel(ax_full, BILINEAR_LIMITS, points=landscape_points)
-    trajectories(ax_full, sweep.params, ends, overlay.flow, labels=labels, colors=palette,
-                 linewidth=1.4, flow_label=flow_label)
-    ax_full.plot(*BILINEAR_START, "s", color="k", ms=5, label="start (2.8, 3.5)")
     zoom = zoom_limits(np.vstack([sweep.params[:, -1], ends, reference[None]]))
-    zoom_box(ax_full, zoom)
-    ax_full.set_xlim(*BILINEAR_LIMITS[0])
-    ax_full.set_ylim(*BILINEAR_LIMITS[1])
-    ax_full.set_aspect("equal")
-    ax_full.set_title(title)
-    ax_full.legend(loc="upper left", fontsize=7)
+
+    one_norm_over_time(ax_time, sweep, overlay, labels=labels, colors=palette,
+                       reference=float(np.sum(reference)))
+    landscape_inset(ax_time, sweep, ends, zoom, colors=palette, landscape_points=landscape_points)
+    ax_time.set_title(title)
+    legend_below(ax_time, ncol=2)
 
     bilinear_landscape_panel(ax_zoom, zoom, points=landscape_points)
-    trajectories(ax_zoom, sweep.params, ends, overlay.flow, labels=labels, colors=palette,
-                 linewidth=0.8, flow_label=flow_label)
+    trajectories(ax_zoom, sweep.params, ends, overlay.flow, labels=None, colors=palette,
+                 linewidth=0.8, flow_label="modified flow (2.2)")
     ax_zoom.plot(*reference, "D", color="0.4", ms=5, label="ε-signGD limit (θ₂ − θ₁ = 0.7)")
     arrow_towards(ax_zoom, np.asarray(bilinear_min_one_norm_point()), zoom, "to the cross")
     ax_zoom.set_xlim(*zoom[0])
     ax_zoom.set_ylim(*zoom[1])
     ax_zoom.set_aspect("equal")
-    ax_zoom.set_title(f"zoom near the end points; dots: mean position over the last "
+    ax_zoom.set_title(f"(θ₁, θ₂) near the end points; dots: mean over the last "
                       f"{sweep.num_steps - sweep.window_start} steps")
     ax_zoom.legend(loc="upper right", fontsize=7)
     lines = [f"{label}: s̄ = {s:.4f}" for label, s in zip(labels, sweep.s_mean)]
     text_box(ax_zoom, "s̄ = mean |θ₁|+|θ₂| (cross: 1.7321)\n" + "\n".join(lines))
-    for ax in (ax_full, ax_zoom):
-        ax.set_xlabel("θ₁")
-        ax.set_ylabel("θ₂")
+    ax_zoom.set_xlabel(r"$\theta_1$")
+    ax_zoom.set_ylabel(r"$\theta_2$")
 
 
 def sweep_figure(sweeps: Sequence[Sweep], overlays: Sequence[FlowOverlay], titles: Sequence[str], *,
                  landscape_points: int, suptitle: str):
-    """One row per sweep: full landscape and zoom (:func:`sweep_panels`)."""
-    figure, axes = panels(len(sweeps), 2, width=5.0, height=5.2)
+    """One row per sweep: s over time with the landscape inset, and the zoom on the end points
+    (:func:`sweep_panels`)."""
+    figure, axes = panels(len(sweeps), 2, width=6.0, height=6.0)
     for row, (sweep, overlay, title) in enumerate(zip(sweeps, overlays, titles)):
         sweep_panels(axes[row, 0], axes[row, 1], sweep, overlay, landscape_points=landscape_points,
                      title=title)
