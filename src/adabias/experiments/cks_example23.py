@@ -129,19 +129,6 @@ def measure(settings: Example23Settings, context: Context) -> Example23Record:
     )
 
 
-def _order_first(numbers: dict) -> dict:
-    """``flows.decide_order``'s numbers with the three its decision rests on first."""
-    first = ("fitted_order", "expected_order", "tolerance")
-    return {**{k: numbers[k] for k in first}, **{k: v for k, v in numbers.items() if k not in first}}
-
-
-def _order_reason(numbers: dict, points: int) -> str:
-    """Why an order claim did not hold, from ``flows.decide_order``'s numbers."""
-    return (f"the slope fitted on the {points} smallest h/√ε is {numbers['fitted_order']:.3f}, "
-            f"outside {numbers['expected_order']:g} ± {numbers['tolerance']:g} (95 % interval "
-            f"{numbers['interval_95'][0]:.2f} to {numbers['interval_95'][1]:.2f})")
-
-
 def decide(settings: Example23Settings, record: Example23Record) -> Decision:
     nu = record.lr_over_root_eps.tolist()
     points, tolerance = settings.asymptotic_points, settings.slope_tolerance
@@ -157,15 +144,15 @@ def decide(settings: Example23Settings, record: Example23Record) -> Decision:
                         f"{settings.rescaling_tolerance:g}")]
     held, numbers = order_two(record.adam_vs_large_eps_flow)
     verdicts.append(Verdict("cks.example23.adam", held,
-                            {**_order_first(numbers), "adam_step_sizes": record.adam_step},
-                            "" if held else _order_reason(numbers, points)))
+                            {**numbers, "adam_step_sizes": record.adam_step},
+                            "" if held else flows.order_reason(numbers, "h/√ε")))
     held_adam0, adam0 = order_two(record.adam_beta0_vs_gd_flow)
     held_gd, gd = order_two(record.gd_vs_gd_flow)
-    reasons = [f"{name}: {_order_reason(numbers, points)}"
+    reasons = [f"{name}: {flows.order_reason(numbers, 'h/√ε')}"
                for name, ok, numbers in (("Adam β = 0", held_adam0, adam0), ("GD", held_gd, gd))
                if not ok]
     verdicts.append(Verdict("cks.example23.gd", held_adam0 and held_gd,
-                            {"adam_beta0": _order_first(adam0), "gd": _order_first(gd)},
+                            {"adam_beta0": adam0, "gd": gd},
                             "; ".join(reasons)))
 
     hb_slope = flows.asymptotic_fit(nu, record.heavy_ball_vs_heavy_ball_flow, points).order

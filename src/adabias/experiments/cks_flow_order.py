@@ -154,9 +154,13 @@ def decide(settings: FlowOrderSettings, record: FlowOrderRecord) -> Decision:
              "its gradient components pass through zero within T (down to ~1e-9), where "
              "the expansion's constants grow like 1/√ε; local order-1 slopes on these h "
              "were then erratic (2.2, 1.4, 0.3, 4.2, 1.8)."]
+    def verdict(claim_id: str, decision: tuple) -> Verdict:
+        held, numbers = decision
+        return Verdict(claim_id, held, numbers, "" if held else flows.order_reason(numbers))
+
     for name, errors in record.errors.items():
-        verdicts.append(Verdict(f"cks.flow_order.{name}_order1", *order(errors.adam_order1, 2.0)))
-        verdicts.append(Verdict(f"cks.flow_order.{name}_order0", *order(errors.adam_order0, 1.0)))
+        verdicts.append(verdict(f"cks.flow_order.{name}_order1", order(errors.adam_order1, 2.0)))
+        verdicts.append(verdict(f"cks.flow_order.{name}_order0", order(errors.adam_order0, 1.0)))
         rmsprop[f"{name}_order1"] = order(errors.rmsprop_order1, 2.0)
         rmsprop[f"{name}_order0"] = order(errors.rmsprop_order0, 1.0)
         outside = errors.adam_eps_outside_order1
@@ -168,9 +172,11 @@ def decide(settings: FlowOrderSettings, record: FlowOrderRecord) -> Decision:
             f"√(ν̂+ε) − (√ν̂ + ε), an h-independent perturbation; no order is predicted).")
     verdicts.append(Verdict(
         "cks.flow_order.rmsprop", all(held for held, _ in rmsprop.values()),
-        {key: {k: numbers[k] for k in ("expected_order", "fitted_order", "interval_95",
+        {key: {k: numbers[k] for k in ("fitted_order", "expected_order", "interval_95",
                                        "local_slopes_all_h", "errors")}
-         for key, (_, numbers) in rmsprop.items()}))
+         for key, (_, numbers) in rmsprop.items()},
+        "; ".join(f"{key}: {flows.order_reason(numbers)}"
+                  for key, (held, numbers) in rmsprop.items() if not held)))
     return Decision(verdicts, notes)
 
 

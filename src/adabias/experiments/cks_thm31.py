@@ -161,19 +161,6 @@ def _tail_start(settings: Thm31Settings) -> int:
     return math.ceil(math.log(1e-16) / math.log(max(settings.beta, settings.rho)))
 
 
-def _order_first(numbers: dict) -> dict:
-    """``flows.decide_order``'s numbers with the three its decision rests on first."""
-    first = ("fitted_order", "expected_order", "tolerance")
-    return {**{k: numbers[k] for k in first}, **{k: v for k, v in numbers.items() if k not in first}}
-
-
-def _order_reason(numbers: dict, points: int) -> str:
-    """Why an order claim did not hold, from ``flows.decide_order``'s numbers."""
-    return (f"the slope fitted on the {points} smallest h is {numbers['fitted_order']:.3f}, "
-            f"outside {numbers['expected_order']:g} ± {numbers['tolerance']:g} (95 % interval "
-            f"{numbers['interval_95'][0]:.2f} to {numbers['interval_95'][1]:.2f})")
-
-
 def decide(settings: Thm31Settings, record: Thm31Record) -> Decision:
     step_sizes = record.step_size.tolist()
     points, tolerance = settings.asymptotic_points, settings.slope_tolerance
@@ -182,8 +169,8 @@ def decide(settings: Thm31Settings, record: Thm31Record) -> Decision:
         held, numbers = flows.decide_order(step_sizes, getattr(record, key), 1.0 + order,
                                            points=points, tolerance=tolerance)
         verdicts.append(Verdict(f"cks.thm31.{key}", held,
-                                {**_order_first(numbers), "num_steps": record.num_steps},
-                                "" if held else _order_reason(numbers, points)))
+                                {**numbers, "num_steps": record.num_steps},
+                                "" if held else flows.order_reason(numbers)))
     tail_start = _tail_start(settings)
     difference = record.relative_field_difference
     tail = difference[tail_start:]

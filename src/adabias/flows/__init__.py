@@ -19,7 +19,7 @@ from adabias.flows.memory_ema import (EMAForm, adam_ema_form, agm_ema_form, heav
 from adabias.flows.minibatch import adam_minibatch
 from adabias.flows.order import (ASYMPTOTIC_POINTS, SLOPE_TOLERANCE, OrderFit, asymptotic_fit,
                                  decide_order, fit_order, global_error, global_errors,
-                                 iterates_per_step_size, step_counts)
+                                 iterates_per_step_size, order_reason, step_counts)
 from adabias.flows.regime import (REGIME_THRESHOLD, AsymptoticRegimeWarning, first_order_ratio,
                                   warn_outside_regime)
 from adabias.flows.solve import solve, solve_steps
@@ -38,5 +38,5 @@ __all__ = [
     "solve", "solve_steps", "switch",
     "AsymptoticRegimeWarning", "REGIME_THRESHOLD", "first_order_ratio", "warn_outside_regime",
     "global_error", "global_errors", "fit_order", "OrderFit", "asymptotic_fit", "decide_order",
-    "ASYMPTOTIC_POINTS", "SLOPE_TOLERANCE", "step_counts", "iterates_per_step_size",
+    "order_reason", "ASYMPTOTIC_POINTS", "SLOPE_TOLERANCE", "step_counts", "iterates_per_step_size",
 ]

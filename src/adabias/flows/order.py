@@ -29,7 +29,7 @@ from adabias.engine import sweep
 PyTree = Any
 
 __all__ = ["ASYMPTOTIC_POINTS", "SLOPE_TOLERANCE", "OrderFit", "fit_order", "asymptotic_fit",
-           "decide_order", "global_error", "global_errors", "step_counts",
+           "decide_order", "order_reason", "global_error", "global_errors", "step_counts",
            "iterates_per_step_size"]
 
 #: Order claims fit the slope on this many smallest step sizes …
@@ -167,15 +167,26 @@ def asymptotic_fit(step_sizes: Sequence[float], errors: Sequence[float], points:
 def decide_order(step_sizes: Sequence[float], errors: Sequence[float], expected: float, *,
                  points: int, tolerance: float, allow_float32: bool = False) -> tuple[bool, dict]:
     """Held when the slope fitted on the ``points`` smallest step sizes is within
-    ``tolerance`` of ``expected``; returns (held, the numbers it was decided on)."""
+    ``tolerance`` of ``expected``; returns (held, the numbers it was decided on), the three
+    the decision rests on first (fitted order, expected order, tolerance); :func:`order_reason`
+    says in words why it did not hold."""
     fit = asymptotic_fit(step_sizes, errors, points, allow_float32=allow_float32)
-    numbers = {"expected_order": expected, "fitted_order": fit.order,
+    numbers = {"fitted_order": fit.order, "expected_order": expected, "tolerance": tolerance,
                "interval_95": list(fit.interval),
-               "fit_step_sizes": sorted(step_sizes)[:points], "tolerance": tolerance,
+               "fit_step_sizes": sorted(step_sizes)[:points],
                "local_slopes_all_h": list(fit_order(step_sizes, errors,
                                                     allow_float32=allow_float32).local),
                "step_sizes": list(step_sizes), "errors": list(errors)}
     return bool(abs(fit.order - expected) < tolerance), numbers
+
+
+def order_reason(numbers: Mapping[str, Any], step: str = "h") -> str:
+    """Why an order decision of :func:`decide_order` did not hold, from its ``numbers``
+    (``step`` names the step-size variable, e.g. ``"h/√ε"``)."""
+    low, high = numbers["interval_95"]
+    return (f"the slope fitted on the {len(numbers['fit_step_sizes'])} smallest {step} is "
+            f"{numbers['fitted_order']:.3f}, outside {numbers['expected_order']:g} ± "
+            f"{numbers['tolerance']:g} (95 % interval {low:.2f} to {high:.2f})")
 
 
 def step_counts(step_sizes: Sequence[float], horizon: float, multiple: int = 1) -> list[int]:
