@@ -227,13 +227,15 @@ def test_fig1_and_table1_verdicts_that_fail_say_why():
     assert "ρ = 0.95" not in verdicts["cks.table1.signs"].note  # the β > ρ cell is right
 
 
-def test_headline_numbers_of_the_bilinear_and_order_claims_come_first():
-    from adabias.experiments import cks_example23, cks_fig2, cks_thm31
+def test_order_decisions_lead_with_their_numbers_and_say_why():
+    from adabias import flows
 
-    numbers = {"expected_order": 2.0, "fitted_order": 1.9, "interval_95": [1.8, 2.0],
-               "tolerance": 0.3, "errors": [1.0]}
-    for module in (cks_thm31, cks_example23):
-        assert list(module._order_first(numbers))[:3] == ["fitted_order", "expected_order", "tolerance"]
-        assert module._order_first(numbers) == numbers
-        assert "1.900, outside 2 ± 0.3" in module._order_reason(numbers, 4)
-    assert cks_fig2.DECISION_NUMBERS[:3] == ("monotone", "steps_exceed_jitter", "expected_sign_of_steps")
+    h = [0.04, 0.02, 0.01, 0.005]
+    held, numbers = flows.decide_order(h, [x ** 1.5 for x in h], 2.0, points=3, tolerance=0.3)
+    assert not held
+    assert list(numbers)[:3] == ["fitted_order", "expected_order", "tolerance"]
+    assert numbers["fitted_order"] == pytest.approx(1.5)
+    assert flows.order_reason(numbers).startswith("the slope fitted on the 3 smallest h is 1.500, "
+                                                  "outside 2 ± 0.3")
+    assert held is False and flows.decide_order(h, [x ** 2 for x in h], 2.0, points=3,
+                                                tolerance=0.3)[0]

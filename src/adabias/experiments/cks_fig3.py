@@ -76,18 +76,10 @@ def measure(settings: Fig3Settings, context: Context) -> Fig3Record:
     return Fig3Record(up, down, up_flows, down_flows)
 
 
-#: The numbers a monotone decision rests on, first in its claim's numbers (the report's headline).
-DECISION_NUMBERS = ("monotone", "steps_exceed_jitter", "expected_sign_of_steps", "s_mean",
-                    "s_steps", "s_jitter", "converged", "window_max_loss", "loss_tolerance")
-
-
 def _verdict(claim_id: str, sweep: Sweep, direction: int, loss_tolerance: float) -> Verdict:
-    """:func:`bilinear.monotone_decision` as a verdict, the numbers it rests on first."""
-    held, numbers, note = bilinear.monotone_decision(sweep, direction=direction,
-                                                     loss_tolerance=loss_tolerance)
-    ordered = {k: numbers[k] for k in DECISION_NUMBERS}
-    return Verdict(claim_id, held, {**ordered, **{k: v for k, v in numbers.items()
-                                                  if k not in ordered}}, note)
+    """:func:`bilinear.monotone_decision` as a verdict."""
+    return Verdict(claim_id, *bilinear.monotone_decision(sweep, direction=direction,
+                                                         loss_tolerance=loss_tolerance))
 
 
 def decide(settings: Fig3Settings, record: Fig3Record) -> Decision:

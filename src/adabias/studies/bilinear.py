@@ -151,10 +151,11 @@ def monotone_decision(sweep: Sweep, *, direction: int, loss_tolerance: float) ->
     resolved = bool(np.all(np.abs(steps) > jitter))
     held = bool(np.all(converged)) and monotone and resolved
     cross = np.asarray(bilinear_min_one_norm_point())
-    numbers = {
-        sweep.name: sweep.values, "s_mean": sweep.s_mean, "s_jitter": sweep.s_jitter,
-        "s_steps": steps, "expected_sign_of_steps": direction, "monotone": monotone,
-        "steps_exceed_jitter": resolved, "window_max_loss": sweep.window_max_loss,
+    numbers = {   # the decision's numbers first (the report's headline)
+        "monotone": monotone, "smallest_step_over_jitter": float(np.min(np.abs(steps) / jitter)),
+        "all_converged": bool(np.all(converged)), "steps_exceed_jitter": resolved,
+        "expected_sign_of_steps": direction, "s_mean": sweep.s_mean, "s_steps": steps,
+        "s_jitter": sweep.s_jitter, sweep.name: sweep.values, "window_max_loss": sweep.window_max_loss,
         "loss_tolerance": loss_tolerance, "converged": converged, "diverged_at": sweep.diverged_at,
         "end_distance_to_cross": np.linalg.norm(sweep.params[:, -1] - cross, axis=-1),
         "s_at_cross": float(np.sum(cross)),
