@@ -243,3 +243,16 @@ def test_projected_measure_gradient_is_the_jacobian_projection():
     values, norms = slow_ode.measure_along(sinh_regression_loss, batch_measure, batch, theta[None])
     np.testing.assert_allclose([values[0], norms[0]],
                                [sinh_regression_measure(theta, batch["z"]), got], rtol=1e-12)
+
+
+def test_table1_failing_verdicts_name_the_rows():
+    settings = lwl_table1.SETTINGS
+    labels = [r.label for r in lwl_table1.rows(settings)]
+    gaps = np.zeros((len(labels), 3))
+    gaps[1, 2] = 1e-6  # one row off
+    closed = np.ones((len(labels), 2))
+    record = lwl_table1.Table1Record(gaps, gaps, closed, closed * (1 + gaps[:, :2]), np.zeros(2))
+    verdicts = {v.claim_id: v for v in lwl_table1.decide(settings, record).verdicts}
+    for claim in ("lwl.table1.updates", "lwl.table1.numpy"):
+        assert not verdicts[claim].held and labels[1] in verdicts[claim].note
+    assert verdicts["lwl.table1.measures"].held and verdicts["lwl.table1.measures"].note == ""

@@ -153,3 +153,13 @@ def test_experiment_on_tiny_settings_decides_its_claims_and_returns_figures_and_
         np.testing.assert_allclose(gaps, np.subtract(numbers["tail_mean_test_error_adam"],
                                                      numbers["tail_mean_test_error_sgd"]), rtol=1e-12)
         assert claim.held == all(g > 0 for g in gaps)
+
+
+def test_sparse_failing_verdict_says_why():
+    settings = dataclasses.replace(lwl_sparse.TIERS.quick, ns=(10, 20), num_datasets=1, num_seeds=2)
+    final = np.array([[[3.0, 3.0], [2.0, 2.0]],   # Adam never below τ
+                      [[3.0, 3.0], [0.1, 0.1]]])  # SGD at n = 20
+    record = lwl_sparse.SparseRecord(np.arange(3), 0.5, final, np.ones((2, 2, 3)), np.zeros((2, 2, 2)),
+                                     np.zeros((2, 2), int))
+    verdict, = lwl_sparse.decide(settings, record).verdicts
+    assert not verdict.held and "n*(Adam) = inf is not below n*(SGD) = 20" in verdict.note

@@ -114,7 +114,7 @@ def decide(settings: SparseSettings, record: SparseRecord) -> Decision:
     log_area = {name: float(np.trapezoid(np.log10(summary.mean[name]), ns)) for name in OPTIMIZERS}
     runs = settings.num_datasets * settings.num_seeds
     numbers = {
-        "threshold": threshold, "n_star_adam": n_star["adam"], "n_star_sgd": n_star["sgd"],
+        "n_star_adam": n_star["adam"], "n_star_sgd": n_star["sgd"], "threshold": threshold,
         "ns": ns, "mean_final_test_loss_adam": summary.mean["adam"],
         "mean_final_test_loss_sgd": summary.mean["sgd"],
         "fraction_recovered_adam": summary.recovered["adam"], "fraction_recovered_sgd": summary.recovered["sgd"],
@@ -142,7 +142,12 @@ def decide(settings: SparseSettings, record: SparseRecord) -> Decision:
         "short runs SGD may still be moving towards its ℓ₁ limit: the middle panel shows whether "
         "the curves have flattened.",
     ]
-    return Decision([Verdict("lwl.sparse.sample_complexity", n_star["adam"] < n_star["sgd"], numbers)], notes)
+    held = n_star["adam"] < n_star["sgd"]
+    reason = "" if held else (
+        f"n*(Adam) = {n_star['adam']:g} is not below n*(SGD) = {n_star['sgd']:g} on the grid {ns} "
+        f"(τ = {threshold:g}; mean final test loss Adam {np.round(summary.mean['adam'], 4).tolist()}, "
+        f"SGD {np.round(summary.mean['sgd'], 4).tolist()})")
+    return Decision([Verdict("lwl.sparse.sample_complexity", held, numbers, reason)], notes)
 
 
 def plot(settings: SparseSettings, record: SparseRecord) -> dict:

@@ -134,8 +134,17 @@ class MeasureDrop(NamedTuple):
         return self.start >= 0 and self.late < self.at_start
 
     def numbers(self, steps: np.ndarray) -> dict:
-        return {"step_loss_small": int(steps[self.start]) if self.start >= 0 else None,
-                "at_that_step": self.at_start, "late_mean": self.late}
+        return {"at_that_step": self.at_start, "late_mean": self.late,
+                "step_loss_small": int(steps[self.start]) if self.start >= 0 else None}
+
+    def reason(self, measure: str, small_loss: float) -> str:
+        """Why the measure did not drop, in words ("" when it did)."""
+        if self.decreased:
+            return ""
+        if self.start < 0:
+            return f"the seed-mean loss never reached {small_loss:g}, so there is no start to compare with"
+        return (f"{measure}: late mean {self.late:.6g} is not below {self.at_start:.6g}, its value when the "
+                f"loss first reached {small_loss:g}")
 
 
 def measure_drop(measure: np.ndarray, loss: np.ndarray, *, small_loss: float,
