@@ -138,13 +138,20 @@ def test_first_index_below_measure_drop_and_matched_learning_rate():
 
 def test_adame_experiment_on_tiny_settings_decides_its_claims():
     settings = dataclasses.replace(lwl_adame.TIERS.quick, num_steps=400, save_every=100, num_seeds=1,
-                                   last_records=2)
+                                   last_records=2, sc_d=12, sc_k=1, sc_ns=(3, 6), sc_num_datasets=1,
+                                   sc_num_steps=200, sc_save_every=100)
     result = lwl_adame.EXPERIMENT.run(settings, base.Context(progress=False))
     base.check_result(lwl_adame.EXPERIMENT, result)
     curves = result.data["curves"]
     assert len(curves["step"]) == 5 and all(len(values) == 5 for values in curves.values())
     assert all(np.all(np.isfinite(values)) for values in curves.values())
     assert set(result.figures) == {"adame"}
+    claim = {c.id: c for c in result.claims}["lwl.adame.sample_complexity"]
+    stars, sgd = claim.numbers["n_star_by_lam"], claim.numbers["n_star_sgd"]
+    assert claim.held == (all(b <= a for a, b in zip(stars, stars[1:])) and all(v < sgd for v in stars))
+    assert claim.held or claim.note
+    assert list(result.data["sample_complexity"]["n"]) == [3, 6]
+    assert list(result.data["retired_sparsity"]["lam"]) == [0.25, 0.5, 0.75]
 
 
 @pytest.mark.slow

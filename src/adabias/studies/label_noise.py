@@ -57,15 +57,18 @@ def train(make_optimizer: Callable[..., optax.GradientTransformation], loss_fn: 
           grid: Mapping[str, Sequence[float]], num_steps: int, num_seeds: int, save_every: int,
           key: jax.Array, metrics: Mapping[str, Callable] = MappingProxyType({}),
           save_params: bool = True, progress: bool = False,
-          init_params: Optional[Callable[[jax.Array], Any]] = None) -> ab.engine.SweepResult:
+          init_params: Optional[Callable[[jax.Array], Any]] = None,
+          noise_fn: Optional[Callable] = None) -> ab.engine.SweepResult:
     """Every point of ``grid`` × ``num_seeds`` seeds trained on the full ``batch`` with label noise δ.
 
     One ``ab.sweep`` (the batch is the only one of the run). Seed s draws its labels, and its
     start when ``params0`` is None and ``init_params(key)`` is given, from key fold_in(``key``, s).
+    ``noise_fn(key, batch) -> batch`` replaces the ±δ label noise when given (e.g. Gaussian).
     """
     return ab.sweep(make_optimizer, loss_fn, params0, num_steps, grid=grid, init_params=init_params,
                     num_seeds=num_seeds,
-                    key=key, batches=jax.tree.map(lambda x: x[None], batch), noise=noise(delta),
+                    key=key, batches=jax.tree.map(lambda x: x[None], batch),
+                    noise=noise(delta) if noise_fn is None else noise_fn,
                     save_every=save_every, metrics=metrics, save_params=save_params,
                     progress=progress)
 

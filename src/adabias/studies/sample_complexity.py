@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -128,8 +128,8 @@ def stacked_padded(batches: dict, n: int) -> dict:
 
 def train_copies(make_optimizer: Callable, learning_rate: float, loss_fn: Callable,
                  init_copy: Callable[[jax.Array], Any], batches: dict,
-                 settings: LabelNoiseSampleComplexity, *, progress: bool = False
-                 ) -> ab.engine.SweepResult:
+                 settings: LabelNoiseSampleComplexity, *, progress: bool = False,
+                 noise_fn: Optional[Callable] = None) -> ab.engine.SweepResult:
     """One label-noise sweep over ``num_seeds`` seeds; each member trains one copy per stacked
     data set.
 
@@ -145,7 +145,7 @@ def train_copies(make_optimizer: Callable, learning_rate: float, loss_fn: Callab
                              init_params=init_params, delta=settings.delta, grid={"learning_rate": [learning_rate]},
                              num_steps=settings.num_steps, num_seeds=settings.num_seeds,
                              save_every=settings.save_every, key=jax.random.key(settings.seed),
-                             progress=progress)
+                             progress=progress, noise_fn=noise_fn)
 
 
 def sweeps_over_n(settings: LabelNoiseSampleComplexity, loss_fn: Callable,
