@@ -132,22 +132,35 @@ def measure_sample_complexity(settings: AdamESettings, context: Context):
         jax.random.key(study_settings.data_seed), s.sc_num_datasets)
     init_copy = lambda key: init_diagonal_net(key, s.sc_d, s.sc_init_scale)  # noqa: E731
     test_loss = jax.jit(jax.vmap(jax.vmap(diagonal_net_test_loss)))  # (seeds, copies)
-    methods = {_method_name(float(lam)): (
-        lambda learning_rate, lam=float(lam): ab.optim.adame(learning_rate, lam, s.beta1, s.sc_beta2, s.sc_eps),
-        float(matched_learning_rate(float(lam), s.sc_adam_learning_rate, s.reference_v))) for lam in s.lams}
-    methods["SGD"] = (lambda learning_rate: ab.optim.gd(learning_rate), s.sc_sgd_learning_rate)
-    jobs = [(name, n) for name in methods for n in s.sc_ns]
+    lams = [float(lam) for lam in s.lams]
+
+    def make_adame(lam):  # λ traced: every λ in one sweep, η_λ matched to Adam's
+        return ab.optim.adame(matched_learning_rate(lam, s.sc_adam_learning_rate, s.reference_v), lam,
+                              s.beta1, s.sc_beta2, s.sc_eps)
+
+    def make_sgd(learning_rate):
+        return ab.optim.gd(learning_rate)
+
+    names = tuple(_method_name(lam) for lam in lams) + ("SGD",)
+    jobs = [(kind, n) for kind in ("AdamE", "SGD") for n in s.sc_ns]
     final = {}
-    for name, n in context.track(jobs, "lwl.adame sample complexity"):
-        make, rate = methods[name]
-        result = study.train_copies(make, rate, diagonal_net_loss, init_copy, study.stacked_padded(data, n),
-                                    study_settings)
-        last = jax.tree.map(lambda x: x[:, -1], result.trajectory.params)  # (seeds, copies, d)
-        stars = jnp.broadcast_to(w_stars, (s.sc_num_seeds,) + w_stars.shape)
-        final[name, n] = np.asarray(test_loss(last, stars)).ravel()
-    table = np.asarray([[final[name, n] for n in s.sc_ns] for name in methods])
+    for kind, n in context.track(jobs, "lwl.adame sample complexity"):
+        batches = study.stacked_padded(data, n)
+        if kind == "AdamE":
+            result = study.train_copies(make_adame, None, diagonal_net_loss, init_copy, batches, study_settings,
+                                        grid={"lam": lams})
+        else:
+            result = study.train_copies(make_sgd, s.sc_sgd_learning_rate, diagonal_net_loss, init_copy, batches,
+                                        study_settings)
+        last = jax.tree.map(lambda x: x[:, -1], result.trajectory.params)  # (members, copies, d)
+        members = jax.tree.leaves(last)[0].shape[0]  # grid points × seeds, seeds fastest
+        losses = np.asarray(test_loss(last, jnp.broadcast_to(w_stars, (members,) + w_stars.shape)))
+        per_point = losses.reshape(-1, s.sc_num_seeds * s.sc_num_datasets)  # (grid point, runs)
+        for name, row in zip(names[:-1] if kind == "AdamE" else ["SGD"], per_point):
+            final[name, n] = row
+    table = np.asarray([[final[name, n] for n in s.sc_ns] for name in names])
     threshold = s.sc_threshold_fraction * float(jnp.mean(jnp.sum(w_stars**2, axis=-1)))
-    return tuple(methods), table, threshold
+    return names, table, threshold
 
 
 def decide(settings: AdamESettings, record: AdamERecord) -> Decision:
