@@ -185,7 +185,8 @@ def decide(settings: AdamESettings, record: AdamERecord) -> Decision:
         sc_parts.append(f"not every n*(λ) = {adame_stars} is below n*(SGD) = {n_star['SGD']:g}")
     verdicts = [
         Verdict("lwl.adame.sample_complexity", non_increasing and below_sgd,
-                {"n_star_by_lam": adame_stars, "n_star_sgd": n_star["SGD"], "lams": lams,
+                {"n_star_sgd": n_star["SGD"], **{f"n_star_lam_{lam:g}": v for lam, v in zip(lams, adame_stars)},
+                 "n_star_by_lam": adame_stars, "lams": lams,
                  "threshold": record.threshold, "ns": ns,
                  **{f"mean_final_test_loss_{name}": mean_final[i].tolist() for i, name in enumerate(record.names)},
                  **{f"fraction_recovered_{name}": np.mean(record.final_test_loss[i] <= record.threshold, axis=-1).tolist()
@@ -195,7 +196,9 @@ def decide(settings: AdamESettings, record: AdamERecord) -> Decision:
                                        f"{ {name: np.round(mean_final[i], 4).tolist() for i, name in enumerate(record.names)} })"
                                        if sc_parts else "")),
         Verdict("lwl.adame.measure", all(drop.decreased for drop in drops),
-                {f"lam_{lam:g}": drop.numbers(record.steps) for lam, drop in zip(lams, drops)},
+                {"lams_decreased": sum(drop.decreased for drop in drops), "lams": len(lams),
+                 "max_late_over_start": max(drop.late / drop.at_start for drop in drops),
+                 **{f"lam_{lam:g}": drop.numbers(record.steps) for lam, drop in zip(lams, drops)}},
                 "; ".join(f"λ = {lam:g}: " + drop.reason(f"tr(Diag(H)^{1 - lam:g})", settings.small_loss)
                           for lam, drop in zip(lams, drops) if not drop.decreased)),
     ]
