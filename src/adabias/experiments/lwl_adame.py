@@ -235,7 +235,7 @@ def plot(settings: AdamESettings, record: AdamERecord) -> dict:
     ax.set_yscale("log")
     ax.set_xlabel("number of training samples n")
     ax.set_ylabel("mean final test loss ‖w − w*‖²")
-    ax.set_title(f"sample complexity, d = {settings.sc_d}, k = {settings.sc_k}")
+    ax.set_title(f"sample complexity, d = {settings.sc_d}, k = {settings.sc_k}, {settings.sc_num_steps:.1e} steps")
     ax.legend(fontsize=7)
     for i, lam in enumerate(float(lam) for lam in settings.lams):
         color, own = f"C{i}", record.own_measure[i]
@@ -246,8 +246,9 @@ def plot(settings: AdamESettings, record: AdamERecord) -> dict:
     step_axes(axes[0, :3], ["own measure / its initial value", "effective support ‖w‖₁²/‖w‖₂²",
                         "losses (seed mean)"],
               [diag_power_trace_label("1-\\lambda") + " / value at step 0", "effective number of non-zeros", "loss"])
-    figure.suptitle(f"AdamE-λ with label noise δ = {settings.delta}, diagonal net d = {settings.d}, "
-                    f"n = {settings.n}, k = {settings.k} (seed mean of {settings.num_seeds})")
+    figure.suptitle(f"AdamE-λ with label noise δ = {settings.delta}: measures on a diagonal net d = {settings.d}, "
+                    f"n = {settings.n}, k = {settings.k} (seed mean of {settings.num_seeds}); sample complexity on "
+                    f"the authors' protocol (right)")
     return {"adame": figure}
 
 

@@ -195,8 +195,9 @@ def plot(settings: SparseSettings, record: SparseRecord) -> dict:
     ax.set_ylabel("fraction of runs with test loss ≤ τ")
     ax.set_title("recovery rate")
     ax.legend()
-    figure.suptitle(f"LWL sparse regression: diagonal net, d = {settings.d}, k = {settings.k}, "
-                    f"label noise δ = {settings.delta}")
+    figure.suptitle(f"LWL sparse regression: diagonal net, d = {settings.d}, k = {settings.k}"
+                    f"{' (w* entries U(−1, 1))' if settings.weights == 'uniform' else ''}, label noise "
+                    f"δ = {settings.delta}, {settings.num_steps:.0e} steps")
     return {"sample_complexity": figure}
 
 
