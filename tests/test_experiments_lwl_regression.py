@@ -193,3 +193,16 @@ def test_deep_matrix_factorization_product_loss_and_gaussian_noise():
         init_deep_matrix_factorization(jax.random.key(0), 4, 0, 0.5)
     with pytest.raises(ValueError, match="sigma"):
         gaussian_label_noise(-1.0)
+
+
+def test_data_sets_padded_to_different_n_stack_as_copies():
+    batches, _ = _stacked_problem()
+    both = jax.tree.map(lambda *xs: jnp.concatenate(xs), sample_complexity.stacked_padded(batches, 3),
+                        sample_complexity.stacked_padded(batches, 6))
+    params = jax.vmap(lambda key: init_diagonal_net(key, 6, 0.7))(jax.random.split(jax.random.key(0), 6))
+    params = {"u": params["u"], "v": params["v"] * 0.5}
+    expected = sum(_numpy_diagonal_net_loss(np.asarray(params["u"][c]), np.asarray(params["v"][c]),
+                                            np.asarray(batches["z"][c % 3, :n]), np.asarray(batches["y"][c % 3, :n]))
+                   for c, n in zip(range(6), [3, 3, 3, 6, 6, 6]))
+    value = sample_complexity.stacked_loss(diagonal_net_loss)(params, both)
+    assert float(value) == pytest.approx(expected, rel=1e-12)
