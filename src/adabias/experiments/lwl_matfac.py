@@ -8,7 +8,8 @@ Adam with β = (0.9, 0.999) and learning rate 1e-3. This module follows it: squa
 W_l ∈ ℝ^{d×d} (over-parameterized), small initialisation (the product of order
 ``product_scale``), loss ½·mean_i(⟨A_i, M⟩ − y_i)², labels perturbed by σ·N(0, 1) at every step;
 Adam in the AGM form of the paper (no bias correction, ε outside the root), SGD at its own
-learning rate; the same data sets, starts and label draws for both (paired runs).
+learning rate; the same data sets, starts and label draws for both (paired runs: the two train
+side by side in one program per depth).
 
 Depth is the ingredient: at L = 2 under Gaussian sensing Adam's measure is about a column-group
 norm of the factors, d·Σ_l(‖U_{:,l}‖ + ‖V_{:,l}‖), which favours low rank as SGD's nuclear-norm
@@ -103,21 +104,33 @@ def measure(settings: MatfacSettings, context: Context) -> MatfacRecord:
     rates = {"adam": s.adam_learning_rate, "sgd": s.sgd_learning_rate}
     factories = label_noise.optimizer_factories(beta1=s.beta1, beta2=s.beta2, eps=s.eps)
     tails, finals, curves, train_finals, diverged = {}, {}, {}, {}, {}
-    jobs = [(depth, name) for depth in s.depths for name in OPTIMIZERS]
-    for depth, name in context.track(jobs, "lwl.matfac"):
-        init_copy = lambda key, depth=depth: init_deep_matrix_factorization(key, s.d, depth, s.product_scale)  # noqa: E731
-        result = study.train_copies(factories[name], rates[name], deep_matrix_sensing_loss, init_copy, padded, s,
-                                    noise_fn=noise)
-        m = deep_matrix_product(result.trajectory.params)  # (seeds, records, copies, d, d)
-        per_record = np.asarray(errors(m, m_stars))  # (seeds, records, copies)
-        tail = max(1, int(round(s.tail_fraction * (m.shape[1] - 1))))
-        tails[depth, name] = np.asarray(jax.vmap(jax.vmap(matrix_relative_error), in_axes=(0, None))(
-            jnp.mean(m[:, -tail:], axis=1), m_stars)).ravel()
-        finals[depth, name] = per_record[:, -1, :].ravel()
-        curves[depth, name] = per_record.mean(axis=(0, 2))
-        final_params = jax.tree.map(lambda x: x[:, -1], result.trajectory.params)
-        train_finals[depth, name] = np.asarray(train_loss(final_params, real)).ravel()
-        diverged[depth, name] = int(np.sum(np.asarray(result.trajectory.diverged_at) >= 0))
+    loss = label_noise.summed_loss(study.stacked_loss(deep_matrix_sensing_loss))
+
+    def make_optimizer(sgd_rate, adam_rate):  # both optimizers side by side: the same label draws
+        return label_noise.side_by_side({"adam": factories["adam"](adam_rate), "sgd": factories["sgd"](sgd_rate)})
+
+    for depth in context.track(list(s.depths), "lwl.matfac"):
+        def init_params(key, depth=depth):  # one start per data set, the same for both optimizers
+            copies = jax.vmap(lambda k: init_deep_matrix_factorization(k, s.d, depth, s.product_scale))(
+                jax.random.split(key, s.num_datasets))
+            return {name: copies for name in OPTIMIZERS}
+
+        result = label_noise.train(make_optimizer, loss, None, padded, init_params=init_params, delta=s.delta,
+                                   grid={"sgd_rate": [rates["sgd"]], "adam_rate": [rates["adam"]]},
+                                   num_steps=s.num_steps, num_seeds=s.num_seeds, save_every=s.save_every,
+                                   key=jax.random.key(s.seed), progress=context.progress, noise_fn=noise)
+        for name in OPTIMIZERS:
+            params = result.trajectory.params[name]
+            m = deep_matrix_product(params)  # (seeds, records, copies, d, d)
+            per_record = np.asarray(errors(m, m_stars))  # (seeds, records, copies)
+            tail = max(1, int(round(s.tail_fraction * (m.shape[1] - 1))))
+            tails[depth, name] = np.asarray(jax.vmap(jax.vmap(matrix_relative_error), in_axes=(0, None))(
+                jnp.mean(m[:, -tail:], axis=1), m_stars)).ravel()
+            finals[depth, name] = per_record[:, -1, :].ravel()
+            curves[depth, name] = per_record.mean(axis=(0, 2))
+            final_params = jax.tree.map(lambda x: x[:, -1], params)
+            train_finals[depth, name] = np.asarray(train_loss(final_params, real)).ravel()
+            diverged[depth, name] = int(np.sum(np.asarray(result.trajectory.diverged_at) >= 0))
     table = lambda values: np.asarray([[values[depth, name] for name in OPTIMIZERS] for depth in s.depths])  # noqa: E731
     return MatfacRecord(np.asarray(result.trajectory.steps[0]), table(tails), table(finals), table(curves),
                         table(train_finals), table(diverged))

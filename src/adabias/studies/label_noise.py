@@ -180,8 +180,8 @@ class DiagonalNetLabelNoise:
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
-    num_steps: int = 80_000
-    save_every: int = 2_000  # steps between records
+    num_steps: int = 40_000
+    save_every: int = 1_000  # steps between records
     num_seeds: int = 2  # label-noise draws per optimizer
     small_loss: float = 1e-2  # "the loss is small": first record with seed-mean loss ≤ this
     last_records: int = 5  # "late": mean over this many last records
