@@ -138,13 +138,20 @@ def test_first_index_below_measure_drop_and_matched_learning_rate():
 
 def test_adame_experiment_on_tiny_settings_decides_its_claims():
     settings = dataclasses.replace(lwl_adame.TIERS.quick, num_steps=400, save_every=100, num_seeds=1,
-                                   last_records=2)
+                                   last_records=2, sc_d=12, sc_k=1, sc_ns=(3, 6), sc_num_datasets=1,
+                                   sc_num_steps=200, sc_save_every=100)
     result = lwl_adame.EXPERIMENT.run(settings, base.Context(progress=False))
     base.check_result(lwl_adame.EXPERIMENT, result)
     curves = result.data["curves"]
     assert len(curves["step"]) == 5 and all(len(values) == 5 for values in curves.values())
     assert all(np.all(np.isfinite(values)) for values in curves.values())
     assert set(result.figures) == {"adame"}
+    claim = {c.id: c for c in result.claims}["lwl.adame.sample_complexity"]
+    stars, sgd = claim.numbers["n_star_by_lam"], claim.numbers["n_star_sgd"]
+    assert claim.held == (all(b <= a for a, b in zip(stars, stars[1:])) and all(v < sgd for v in stars))
+    assert claim.held or claim.note
+    assert list(result.data["sample_complexity"]["n"]) == [3, 6]
+    assert list(result.data["retired_sparsity"]["lam"]) == [0.25, 0.5, 0.75]
 
 
 @pytest.mark.slow
@@ -243,3 +250,84 @@ def test_projected_measure_gradient_is_the_jacobian_projection():
     values, norms = slow_ode.measure_along(sinh_regression_loss, batch_measure, batch, theta[None])
     np.testing.assert_allclose([values[0], norms[0]],
                                [sinh_regression_measure(theta, batch["z"]), got], rtol=1e-12)
+
+
+def test_table1_failing_verdicts_name_the_rows():
+    settings = lwl_table1.SETTINGS
+    labels = [r.label for r in lwl_table1.rows(settings)]
+    gaps = np.zeros((len(labels), 3))
+    gaps[1, 2] = 1e-6  # one row off
+    closed = np.ones((len(labels), 2))
+    record = lwl_table1.Table1Record(gaps, gaps, closed, closed * (1 + gaps[:, :2]), np.zeros(2))
+    verdicts = {v.claim_id: v for v in lwl_table1.decide(settings, record).verdicts}
+    for claim in ("lwl.table1.updates", "lwl.table1.numpy"):
+        assert not verdicts[claim].held and labels[1] in verdicts[claim].note
+    assert verdicts["lwl.table1.measures"].held and verdicts["lwl.table1.measures"].note == ""
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_sinh_regression_trace_minimizer_against_dense_hessian_and_lagrange(seed):
+    from adabias.problems.sinh_regression import sinh_regression_min_trace_point, sinh_regression_trace
+
+    theta, batch = sinh_manifold_point(seed, n=2)
+    dense = np.trace(np.asarray(jax.hessian(sinh_regression_loss)(theta, batch)))
+    np.testing.assert_allclose(sinh_regression_trace(theta, batch["z"]), dense, rtol=1e-12)
+    star = sinh_regression_min_trace_point(batch["z"], batch["y"])
+    z = np.asarray(batch["z"])
+    np.testing.assert_allclose(z @ np.sinh(np.asarray(star)), batch["y"], atol=1e-12)  # on Γ
+    gradient = np.asarray(jax.grad(sinh_regression_trace)(star, batch["z"]))
+    jacobian = np.asarray(jax.jacobian(lambda t: batch["z"] @ jnp.sinh(t))(star))
+    multipliers = np.linalg.lstsq(jacobian.T, gradient, rcond=None)[0]
+    assert np.linalg.norm(gradient - jacobian.T @ multipliers) < 1e-10  # stationary on Γ
+    null = np.linalg.svd(z)[2][z.shape[0]:].T
+    others = np.sinh(np.asarray(star))[None] + np.random.default_rng(seed).normal(size=(50, null.shape[1])) @ null.T
+    value = lambda t: float(sinh_regression_trace(jnp.asarray(t), batch["z"]))  # noqa: E731
+    assert min(value(np.arcsinh(w)) for w in others) > value(star)
+    # and it is another point than Adam's minimizer
+    assert np.linalg.norm(np.asarray(star) - np.asarray(sinh_regression_min_measure_point(batch["z"], batch["y"]))) > 1e-3
+
+
+def _sinh_record(sgd_trace, adam_trace, sgd_root, adam_root, tail_sgd, tail_adam):
+    from adabias.experiments import lwl_sharpness
+
+    steps = np.arange(4)
+    ones = np.ones((8, 4))
+    return lwl_sharpness.SinhRecord(
+        steps, {"SGD": ones * sgd_trace[:, None], "Adam": ones * adam_trace[:, None]},
+        {"SGD": ones * sgd_root[:, None], "Adam": ones * adam_root[:, None]},
+        {"SGD": tail_sgd, "Adam": tail_adam}, np.zeros(2), np.array([1.0, 0.0]),
+        {"trace_h": {"SGD": 1.0, "Adam": 2.0}, "root_diag_trace": {"SGD": 2.0, "Adam": 1.0}}, np.zeros(2))
+
+
+def test_sharpness_sinh_decision_follows_its_rule_and_says_why():
+    from adabias.experiments import lwl_sharpness
+
+    settings = lwl_sharpness.TIERS.quick
+    spread = np.linspace(-0.01, 0.01, 8)
+    near = np.zeros((8, 2)) + 0.05, np.tile([1.0, 0.05], (8, 1))
+    good = _sinh_record(1.0 + spread, 2.0 + spread, 2.0 + spread, 1.0 + spread, *near)
+    decision = lwl_sharpness.decide_sinh(settings, good)
+    assert decision.held and decision.reason == ""
+    assert list(decision.numbers)[:3] == ["trace_h_gap_over_fluctuation", "root_diag_trace_gap_over_fluctuation",
+                                          "max_distance_to_own_minimizer_over_separation"]
+    np.testing.assert_allclose(decision.numbers["trace_h_gap_over_fluctuation"], 1.0 / np.std(spread, ddof=1))
+    # a gap below 10 × the fluctuation, and Adam far from its minimizer
+    noisy = _sinh_record(1.0 + 20 * spread, 2.0 + spread, 2.0 + spread, 1.0 + spread, near[0], np.zeros((8, 2)))
+    decision = lwl_sharpness.decide_sinh(settings, noisy)
+    assert not decision.held
+    assert "tr(H) (SGD lower): mean gap" in decision.reason and "Adam's tail-averaged iterate" in decision.reason
+    # SGD lower on Adam's measure: the sign test is contradicted
+    wrong = _sinh_record(1.0 + spread, 2.0 + spread, 0.5 + spread, 1.0 + spread, *near)
+    assert "contradicted" in lwl_sharpness.decide_sinh(settings, wrong).reason
+
+
+def test_sharpness_experiment_on_tiny_settings_decides_its_claims():
+    from adabias.experiments import lwl_sharpness
+
+    settings = dataclasses.replace(lwl_sharpness.TIERS.quick, num_steps=400, save_every=100, num_seeds=1,
+                                   last_records=2, sinh_num_steps=400, sinh_save_every=100)
+    result = lwl_sharpness.EXPERIMENT.run(settings, base.Context(progress=False))
+    base.check_result(lwl_sharpness.EXPERIMENT, result)
+    assert set(result.figures) == {"measures", "sinh"}
+    assert set(result.data["retired_own_measure"]["optimizer"]) == {"SGD", "Adam"}
+    assert len(result.data["sinh_curves"]["step"]) == 5  # steps 0, 100, …, 400

@@ -58,7 +58,7 @@ class SlowOdeSettings:
     horizon: float = 0.2  # T: simulations run K = T/η² steps
     ode_horizon: float = 0.6  # diagonal net: the ODE's end (before a coordinate reaches 0)
     ode_points: int = 31  # diagonal net: recorded ODE times (plus T)
-    num_seeds: int = 256  # seeds per η
+    num_seeds: int = 128  # seeds per η: successive distances differ by ≥ 3.7 standard errors of their difference
     sinh_n: int = 2  # sinh regression: samples (Gaussian features)
     sinh_data_seed: int = 1  # sinh regression: data key
     sinh_ode_horizon: float = 25.0  # sinh regression: the ODE's end
@@ -196,31 +196,50 @@ def decide(settings: SlowOdeSettings, record: SlowOdeRecord) -> Decision:
     observed_rate = _observed_rate(record)
     alpha = flows.label_noise_alpha(settings.delta, settings.n)
     sinh_alpha = flows.label_noise_alpha(settings.delta, settings.sinh_n)
+    tracks_reason = "; ".join(
+        f"{problem}: distance {np.round(t.distance, 5).tolist()} (standard error "
+        f"{np.round(t.standard_error, 5).tolist()}) does not shrink strictly as η = {list(t.learning_rate)} decreases"
+        for problem, t in (("diagonal net", tracking), ("sinh regression", sinh_tracking))
+        if not np.all(np.diff(t.distance) < 0))
+    measure_reason = "; ".join(
+        f"{problem}: the measure rises by up to {np.max(np.diff(values)):.3g} between recorded times"
+        for problem, values in (("diagonal net", measure_), ("sinh regression", sinh_measure))
+        if not np.all(np.diff(values) < 0))
+    stationary_held = gradient_ratio < settings.gradient_ratio and distance_ratio < settings.distance_ratio
+    stationary_context = (
+        "Decided on the sinh regression. On the diagonal net (numbers diagonal_net_*) the minimizers "
+        "of tr(Diag H^{1/2}) on Γ have u_j v_j = 0, where S ∝ 1/|u| is singular and |u|+|v| is not "
+        "differentiable; the ODE has to stop before, where the projected gradient is still O(1).")
+    stationary_reason = "" if stationary_held else (
+        f"at t = {r.sinh_t[-1]:g} ‖P_∥∇μ‖ fell to {gradient_ratio:.3g} of its start (criterion "
+        f"{settings.gradient_ratio:g}) and ‖ζ − θ*‖ to {distance_ratio:.3g} (criterion {settings.distance_ratio:g}). ")
     verdicts = [
         Verdict("lwl.slow_ode.tracks",
                 bool(np.all(np.diff(tracking.distance) < 0) and np.all(np.diff(sinh_tracking.distance) < 0)),
-                {"learning_rates": tracking.learning_rate, "distance": tracking.distance,
+                {"worst_shrink_ratio": float(np.max(tracking.distance[1:] / tracking.distance[:-1])),
+                 "sinh_worst_shrink_ratio": float(np.max(sinh_tracking.distance[1:] / sinh_tracking.distance[:-1])),
+                 "distance": tracking.distance, "sinh_distance": sinh_tracking.distance,
+                 "learning_rates": tracking.learning_rate,
                  "standard_error": tracking.standard_error, "drift_ratio": tracking.drift_ratio,
-                 "ode_displacement": tracking.ode_displacement, "sinh_distance": sinh_tracking.distance,
+                 "ode_displacement": tracking.ode_displacement,
                  "sinh_standard_error": sinh_tracking.standard_error, "sinh_drift_ratio": sinh_tracking.drift_ratio,
-                 "sinh_ode_displacement": sinh_tracking.ode_displacement}),
+                 "sinh_ode_displacement": sinh_tracking.ode_displacement}, tracks_reason),
         Verdict("lwl.slow_ode.measure",
                 bool(np.all(np.diff(measure_) < 0) and np.all(np.diff(sinh_measure) < 0)),
                 {"start": float(measure_[0]), "end": float(measure_[-1]), "t_end": float(r.t[-1]),
                  "max_increment": float(np.max(np.diff(measure_))), "sinh_start": float(sinh_measure[0]),
                  "sinh_end": float(sinh_measure[-1]), "sinh_t_end": float(r.sinh_t[-1]),
-                 "sinh_max_increment": float(np.max(np.diff(sinh_measure))), "sinh_minimum": r.mu_star}),
-        Verdict("lwl.slow_ode.stationary",
-                bool(gradient_ratio < settings.gradient_ratio and distance_ratio < settings.distance_ratio),
-                {"start": float(sinh_gradient[0]), "end": float(sinh_gradient[-1]), "gradient_ratio": gradient_ratio,
+                 "sinh_max_increment": float(np.max(np.diff(sinh_measure))), "sinh_minimum": r.mu_star},
+                measure_reason),
+        Verdict("lwl.slow_ode.stationary", bool(stationary_held),
+                {"gradient_ratio": gradient_ratio, "distance_ratio": distance_ratio,
+                 "start": float(sinh_gradient[0]), "end": float(sinh_gradient[-1]),
                  "distance_start": float(r.sinh_distance[0]), "distance_end": float(r.sinh_distance[-1]),
-                 "distance_ratio": distance_ratio, "t_end": float(r.sinh_t[-1]),
+                 "t_end": float(r.sinh_t[-1]),
                  "linearized_rate": r.linear_rate, "observed_rate": observed_rate,
                  "minimizer_residual": r.star_residual, "minimizer_projected_gradient": r.star_gradient,
                  "diagonal_net_start": float(gradient_norm[0]), "diagonal_net_end": float(gradient_norm[-1])},
-                note="Decided on the sinh regression. On the diagonal net (numbers diagonal_net_*) the minimizers "
-                     "of tr(Diag H^{1/2}) on Γ have u_j v_j = 0, where S ∝ 1/|u| is singular and |u|+|v| is not "
-                     "differentiable; the ODE has to stop before, where the projected gradient is still O(1)."),
+                note=stationary_reason + stationary_context),
     ]
     notes = [
         f"Diagonal net d = {settings.d}, n = {settings.n}, ±1 features (rank Z = {r.rank_z}), "
@@ -308,12 +327,13 @@ EXPERIMENT = Experiment(
             "The slow ODE tracks label-noise Adam over T/η² steps, on both problems (diagonal "
             "net and sinh regression): the distance between ζ(T) and the seed mean of the iterates mapped back "
             "to Γ shrinks strictly as η decreases.",
-            "theory", "distance strictly decreasing as η decreases, on both problems"),
+            "theory", "deterministic given the seeds: ‖seed mean of the mapped end points − ζ(T)‖ strictly "
+            "decreasing along the tier's η grid (quick: 0.02, 0.01, 0.005 with 128 seeds each), on both problems"),
         "lwl.slow_ode.measure": ClaimSpec(
             "Along the slow ODE tr(Diag(H)^{1/2}) decreases at every recorded time, on both "
             "problems (diagonal net until a coordinate nears 0, sinh regression until the end).",
-            "theory", "the measure decreasing at every recorded time of the ODE solution, on "
-            "both problems"),
+            "theory", "deterministic: μ(ζ(t_{i+1})) < μ(ζ(t_i)) at every pair of recorded ODE times "
+            "(diagonal net to t = 0.6, sinh regression to the tier's horizon, quick t = 25)"),
         "lwl.slow_ode.stationary": ClaimSpec(
             "On the sinh regression (μ = tr(Diag H^{1/2}) smooth on Γ with one stationary "
             "point θ*, S bounded) the slow ODE goes to the minimizer of μ on Γ: at the end ‖P_∥∇μ‖ is below "

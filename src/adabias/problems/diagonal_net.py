@@ -160,12 +160,16 @@ def sparse_regression_data(
     features: Literal["rademacher", "gaussian"] = "rademacher",
     noise_std: float = 0.0,
     random_support: bool = False,
+    weights: Literal["ones", "uniform"] = "ones",
+    min_weight: float = 1e-2,
     dtype: Any = None,
 ) -> tuple[Batch, Array]:
     """Sparse regression data: y = Z w* (+ noise_std·N(0, 1)), returns ({"z", "y"}, w*).
 
-    w* has k entries equal to 1.0: the first k coordinates, or (``random_support=True``) k
-    coordinates drawn uniformly without replacement. Features: z ∈ {±1}^d uniform
+    w* has k non-zero entries: the first k coordinates, or (``random_support=True``) k
+    coordinates drawn uniformly without replacement. Their values are 1.0 (``weights="ones"``)
+    or, as in the LWL authors' code (``"uniform"``), U(−1, 1) conditioned on |wᵢ*| ≥
+    ``min_weight``, i.e. a random sign times U(min_weight, 1). Features: z ∈ {±1}^d uniform
     ("rademacher") or N(0, I_d) ("gaussian").
     """
     if not 0 <= k <= d:
@@ -173,6 +177,10 @@ def sparse_regression_data(
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n!r}")
     dtype = dtype or jnp.result_type(float)
+    if weights not in ("ones", "uniform"):
+        raise ValueError(f"weights must be 'ones' or 'uniform', got {weights!r}")
+    if not 0.0 <= min_weight < 1.0:
+        raise ValueError(f"min_weight must be in [0, 1), got {min_weight!r}")
     k_z, k_s, k_n = jax.random.split(key, 3)
     if features == "rademacher":
         z = jax.random.rademacher(k_z, (n, d), dtype=dtype)
@@ -180,11 +188,17 @@ def sparse_regression_data(
         z = jax.random.normal(k_z, (n, d), dtype=dtype)
     else:
         raise ValueError(f"features must be 'rademacher' or 'gaussian', got {features!r}")
+    if weights == "ones":
+        values = jnp.ones((k,), dtype)
+    else:
+        k_sign, k_size = jax.random.split(jax.random.fold_in(k_s, 1))
+        values = (jax.random.rademacher(k_sign, (k,), dtype=dtype)
+                  * jax.random.uniform(k_size, (k,), dtype=dtype, minval=min_weight, maxval=1.0))
     if random_support:
         idx = jax.random.choice(k_s, d, (k,), replace=False)
-        w_star = jnp.zeros((d,), dtype).at[idx].set(1.0)
+        w_star = jnp.zeros((d,), dtype).at[idx].set(values)
     else:
-        w_star = jnp.zeros((d,), dtype).at[:k].set(1.0)
+        w_star = jnp.zeros((d,), dtype).at[:k].set(values)
     y = z @ w_star
     if noise_std:
         y = y + noise_std * jax.random.normal(k_n, (n,), dtype=dtype)

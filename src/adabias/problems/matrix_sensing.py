@@ -16,6 +16,10 @@ from jax import Array
 from jax.typing import ArrayLike
 
 __all__ = [
+    "deep_matrix_product",
+    "deep_matrix_sensing_loss",
+    "gaussian_label_noise",
+    "init_deep_matrix_factorization",
     "init_matrix_sensing",
     "matrix_completion_data",
     "matrix_relative_error",
@@ -114,3 +118,49 @@ def matrix_completion_data(key: Any, n: int, d: int, rank: int) -> tuple[Batch, 
     entries = jax.random.permutation(k_e, d * d)[:n]
     a = jax.nn.one_hot(entries, d * d, dtype=m_star.dtype).reshape(n, d, d)
     return {"a": a, "y": m_star.reshape(-1)[entries]}, m_star
+
+
+# --- deep matrix factorization: M = W_L ⋯ W_1 ----------------------------------------------
+
+
+def deep_matrix_product(params: Params) -> Array:
+    """M = W_L ⋯ W_1 for params {"W": (..., L, d, d)} (W_1 first along the layer axis)."""
+    w = params["W"]
+    m = w[..., 0, :, :]
+    for layer in range(1, w.shape[-3]):
+        m = w[..., layer, :, :] @ m
+    return m
+
+
+def deep_matrix_sensing_loss(params: Params, batch: Batch) -> Array:
+    """L = ½·mean_i (⟨A_i, W_L ⋯ W_1⟩ − y_i)² for batch = {"a": (n, d, d), "y": (n,)}."""
+    prediction = jnp.einsum("njk,jk->n", batch["a"], deep_matrix_product(params))
+    return 0.5 * jnp.mean((prediction - batch["y"]) ** 2)
+
+
+def init_deep_matrix_factorization(key: Any, d: int, depth: int, product_scale: float,
+                                   dtype: Any = None) -> Params:
+    """W_l = c·G_l/√d with G_l iid N(0, 1), c = product_scale^{1/L}: the product W_L⋯W_1 has
+    entries of order product_scale/√d (small initialisation at every depth)."""
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth!r}")
+    if not product_scale > 0:
+        raise ValueError(f"product_scale must be > 0, got {product_scale!r}")
+    dtype = dtype or jnp.result_type(float)
+    c = product_scale ** (1.0 / depth)
+    return {"W": c * jax.random.normal(key, (depth, d, d), dtype=dtype) / jnp.sqrt(d)}
+
+
+def gaussian_label_noise(sigma: float, key_name: str = "y"):
+    """``noise(key, batch)`` adding σ·N(0, 1) to every label (fresh at every step): Gaussian label
+    noise, whose gradient-noise covariance near the manifold is (σ²/n)·H, as for ±σ signs."""
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+
+    def noise(key: Any, batch: Batch) -> Batch:
+        y = batch[key_name]
+        out = dict(batch)
+        out[key_name] = y + sigma * jax.random.normal(key, jnp.shape(y), jnp.result_type(y, float))
+        return out
+
+    return noise

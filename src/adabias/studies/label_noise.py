@@ -57,15 +57,18 @@ def train(make_optimizer: Callable[..., optax.GradientTransformation], loss_fn: 
           grid: Mapping[str, Sequence[float]], num_steps: int, num_seeds: int, save_every: int,
           key: jax.Array, metrics: Mapping[str, Callable] = MappingProxyType({}),
           save_params: bool = True, progress: bool = False,
-          init_params: Optional[Callable[[jax.Array], Any]] = None) -> ab.engine.SweepResult:
+          init_params: Optional[Callable[[jax.Array], Any]] = None,
+          noise_fn: Optional[Callable] = None) -> ab.engine.SweepResult:
     """Every point of ``grid`` × ``num_seeds`` seeds trained on the full ``batch`` with label noise δ.
 
     One ``ab.sweep`` (the batch is the only one of the run). Seed s draws its labels, and its
     start when ``params0`` is None and ``init_params(key)`` is given, from key fold_in(``key``, s).
+    ``noise_fn(key, batch) -> batch`` replaces the ±δ label noise when given (e.g. Gaussian).
     """
     return ab.sweep(make_optimizer, loss_fn, params0, num_steps, grid=grid, init_params=init_params,
                     num_seeds=num_seeds,
-                    key=key, batches=jax.tree.map(lambda x: x[None], batch), noise=noise(delta),
+                    key=key, batches=jax.tree.map(lambda x: x[None], batch),
+                    noise=noise(delta) if noise_fn is None else noise_fn,
                     save_every=save_every, metrics=metrics, save_params=save_params,
                     progress=progress)
 
@@ -134,8 +137,17 @@ class MeasureDrop(NamedTuple):
         return self.start >= 0 and self.late < self.at_start
 
     def numbers(self, steps: np.ndarray) -> dict:
-        return {"step_loss_small": int(steps[self.start]) if self.start >= 0 else None,
-                "at_that_step": self.at_start, "late_mean": self.late}
+        return {"at_that_step": self.at_start, "late_mean": self.late,
+                "step_loss_small": int(steps[self.start]) if self.start >= 0 else None}
+
+    def reason(self, measure: str, small_loss: float) -> str:
+        """Why the measure did not drop, in words ("" when it did)."""
+        if self.decreased:
+            return ""
+        if self.start < 0:
+            return f"the seed-mean loss never reached {small_loss:g}, so there is no start to compare with"
+        return (f"{measure}: late mean {self.late:.6g} is not below {self.at_start:.6g}, its value when the "
+                f"loss first reached {small_loss:g}")
 
 
 def measure_drop(measure: np.ndarray, loss: np.ndarray, *, small_loss: float,
@@ -168,8 +180,8 @@ class DiagonalNetLabelNoise:
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
-    num_steps: int = 80_000
-    save_every: int = 2_000  # steps between records
+    num_steps: int = 40_000
+    save_every: int = 1_000  # steps between records
     num_seeds: int = 2  # label-noise draws per optimizer
     small_loss: float = 1e-2  # "the loss is small": first record with seed-mean loss ≤ this
     last_records: int = 5  # "late": mean over this many last records

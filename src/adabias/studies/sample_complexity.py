@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -128,13 +128,16 @@ def stacked_padded(batches: dict, n: int) -> dict:
 
 def train_copies(make_optimizer: Callable, learning_rate: float, loss_fn: Callable,
                  init_copy: Callable[[jax.Array], Any], batches: dict,
-                 settings: LabelNoiseSampleComplexity, *, progress: bool = False
-                 ) -> ab.engine.SweepResult:
+                 settings: LabelNoiseSampleComplexity, *, progress: bool = False,
+                 noise_fn: Optional[Callable] = None,
+                 grid: Optional[Mapping[str, Sequence[float]]] = None) -> ab.engine.SweepResult:
     """One label-noise sweep over ``num_seeds`` seeds; each member trains one copy per stacked
     data set.
 
     ``init_copy(key)`` draws one copy's start; seed s uses key fold_in(key(seed), s) for its
-    copies' starts (split per copy) and for its label noise (``delta``).
+    copies' starts (split per copy) and for its label noise (``delta``), the same at every grid
+    point. ``grid`` (traced hyperparameters, e.g. {"lam": [...]}) replaces
+    {"learning_rate": [learning_rate]} when given; members are grid points × seeds.
     """
     num_copies = int(jax.tree.leaves(batches)[0].shape[0])
 
@@ -142,10 +145,11 @@ def train_copies(make_optimizer: Callable, learning_rate: float, loss_fn: Callab
         return jax.vmap(init_copy)(jax.random.split(key, num_copies))
 
     return label_noise.train(make_optimizer, stacked_loss(loss_fn), None, batches,
-                             init_params=init_params, delta=settings.delta, grid={"learning_rate": [learning_rate]},
+                             init_params=init_params, delta=settings.delta,
+                             grid={"learning_rate": [learning_rate]} if grid is None else grid,
                              num_steps=settings.num_steps, num_seeds=settings.num_seeds,
                              save_every=settings.save_every, key=jax.random.key(settings.seed),
-                             progress=progress)
+                             progress=progress, noise_fn=noise_fn)
 
 
 def sweeps_over_n(settings: LabelNoiseSampleComplexity, loss_fn: Callable,
