@@ -173,6 +173,10 @@ def decide(settings: MatfacSettings, record: MatfacRecord) -> Decision:
         f"sets × {s.num_seeds} seeds = {runs} paired runs per depth (same data, start and label draws).",
         "Test error of W_L⋯W_1 averaged over the last quarter of the records (decides the claims) and of the "
         "final iterate (reported). The retired completion claim's recorded numbers: table retired_adam_worse.",
+        "Caveat: the summary gives no training length, and the number of steps was chosen after trial runs "
+        "in which the outcome depended on it — at 20 000 steps × 8 runs both depths were undecided, at "
+        "6 000 steps × 16 runs depth 2 held and depth 5 was undecided (p = 0.038). Read these claims as "
+        "depending on the training length until a longer, pre-registered horizon is run at the medium tier.",
     ]
     return Decision(verdicts, notes)
 
