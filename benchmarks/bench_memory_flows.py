@@ -78,7 +78,7 @@ def rhs_rows(repeats: int) -> list[dict]:
         steps = max(2, 20000 // window)          # about the same time for every β₂
         n = 2 * window                           # past the transient: a full window
         optimizer = optax.adam(H, b1=BETA1, b2=beta2, eps=0.0, eps_root=1e-8)
-        replay = flows.memory_corrected(optimizer, loss, H, decay=beta2, check_start=False)
+        replay = flows.memory_corrected(optimizer, loss, H, check_start=False)
         closed = flows.memory_corrected_ema(flows.adam_ema_form(BETA1, beta2, 1e-8), loss, H)
         runs = {"gradient": euler_scan(gradient, params, steps, n * H),
                 "replay": euler_scan(replay, params, steps, n * H),
@@ -99,7 +99,7 @@ def rhs_rows(repeats: int) -> list[dict]:
 def flatness_rows(repeats: int) -> list[dict]:
     loss, params = problem()
     optimizer = optax.adam(H, b1=BETA1, b2=0.99, eps=0.0, eps_root=1e-8)
-    replay = flows.memory_corrected(optimizer, loss, H, decay=0.99, check_start=False)
+    replay = flows.memory_corrected(optimizer, loss, H, check_start=False)
     ns = (10, 100, 1000, 10_000, 100_000)
     runs = {n: euler_scan(replay, params, 5, n * H) for n in ns}
     best = interleaved_best_times(runs, 1, rounds=repeats)

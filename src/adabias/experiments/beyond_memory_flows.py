@@ -176,13 +176,13 @@ def _model_errors(name: str, settings: MemoryFlowsSettings) -> ModelErrors:
         lambda learning_rate, which: switched([s.make(learning_rate) for s in specs], which),
         model.loss_fn, model.params0, step_sizes, counts, grid={"which": list(range(count))})
 
-    decay = max(s.decay for s in specs)   # the window of the slowest memory serves all
-
     def make_field(h, which, order):
-        return flows.switch([flows.memory_corrected(s.make(h), model.loss_fn, h, order,
-                                                    decay=decay, check_start=False,
+        with jax.ensure_compile_time_eval():      # concrete states (Adam-mini's blocks)
+            transforms = [s.make(h) for s in specs]
+        return flows.switch([flows.memory_corrected(t, model.loss_fn, h, order,
+                                                    check_start=False,
                                                     truncation=settings.truncation)
-                             for s in specs], which)
+                             for t in transforms], which)
 
     members = [(i, order) for order in (1, 0) for i in range(count)]
     hyper = {"which": [i for i, _ in members for _ in step_sizes],
