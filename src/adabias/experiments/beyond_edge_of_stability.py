@@ -76,26 +76,15 @@ class EdgeRecord(NamedTuple):
 
 # --- the teacher–student net -----------------------------------------------------------------
 
-_X = np.linspace(-1.0, 1.0, 8)
-
-
-def _net(params: dict, x: jax.Array) -> jax.Array:
-    hidden, output = params["hidden"], params["output"]
-    return jnp.tanh(x[:, None] * hidden[:, 0] + hidden[:, 1]) @ output[:3] + output[3]
-
 
 def teacher() -> dict:
-    """θ*: 3 tanh units (10 params in two layers), a fixed random draw (key 0)."""
-    k = jax.random.split(jax.random.key(0), 3)
-    w, b = jax.random.normal(k[0], (3,)), 0.5 * jax.random.normal(k[1], (3,))
-    a = jax.random.normal(k[2], (3,)) / math.sqrt(3.0)
-    return {"hidden": jnp.stack([w, b], axis=1), "output": jnp.append(a, 0.1)}
+    """θ*: 3 tanh units (10 params), :func:`adabias.problems.init_tanh_net` with key 0."""
+    return ab.problems.init_tanh_net(jax.random.key(0))
 
 
 def student_loss(params: dict) -> jax.Array:
     """E(θ) = ½ mean (f(x; θ) − f(x; θ*))² on 8 points of [−1, 1]: E(θ*) = 0, a minimum."""
-    x = jnp.asarray(_X)
-    return 0.5 * jnp.mean((_net(params, x) - _net(teacher(), x)) ** 2)
+    return ab.problems.tanh_net_loss(params, ab.problems.tanh_net_teacher_data(teacher(), 8))
 
 
 def onset_of_oscillation(beta1: float) -> float:

@@ -20,7 +20,6 @@ iterates one :func:`adabias.sweep`.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
@@ -82,28 +81,6 @@ class MemoryFlowsRecord(NamedTuple):
 
 # --- models and optimizers -------------------------------------------------------------------
 
-_NET_X = np.linspace(-1.0, 1.0, 8)
-_NET_Y = np.sin(2.0 * _NET_X)
-
-
-def tanh_net_loss(params: dict) -> jax.Array:
-    """E(θ) = (1/2N) Σᵢ (Σ_j a_j tanh(w_j xᵢ + b_j) + c − yᵢ)², 3 hidden units (10 params),
-    8 points of y = sin 2x on [−1, 1] (``cks.flow_order``'s net), with two layers as leaves:
-    ``hidden`` rows (w_j, b_j) and ``output`` (a₁, a₂, a₃, c)."""
-    x = jnp.asarray(_NET_X)[:, None]
-    hidden, output = params["hidden"], params["output"]
-    prediction = jnp.tanh(x * hidden[:, 0] + hidden[:, 1]) @ output[:3] + output[3]
-    return 0.5 * jnp.mean((prediction - jnp.asarray(_NET_Y)) ** 2)
-
-
-def tanh_net_start() -> dict:
-    """``cks.flow_order``'s start (key 0), as the two layers."""
-    k = jax.random.split(jax.random.key(0), 3)
-    w, b = jax.random.normal(k[0], (3,)), 0.5 * jax.random.normal(k[1], (3,))
-    a = jax.random.normal(k[2], (3,)) / math.sqrt(3.0)
-    return {"hidden": jnp.stack([w, b], axis=1), "output": jnp.append(a, 0.1)}
-
-
 class _Model(NamedTuple):
     loss_fn: Callable
     params0: Any
@@ -116,7 +93,9 @@ def _model(name: str) -> _Model:
         return _Model(ab.problems.bilinear_loss, jnp.asarray(ab.problems.BILINEAR_START),
                       jnp.array([0, 0]), "bilinear, θ⁽⁰⁾ = (2.8, 3.5)")
     if name == "tanh_net":
-        return _Model(tanh_net_loss, tanh_net_start(),
+        data, net = ab.problems.tanh_net_sine_data(8), ab.problems
+        return _Model(lambda layers: net.tanh_net_loss(net.tanh_net_by_kind(layers), data),
+                      net.tanh_net_by_layer(net.init_tanh_net(jax.random.key(0))),
                       {"hidden": jnp.repeat(jnp.arange(3), 2).reshape(3, 2),
                        "output": jnp.full(4, 3)}, "tanh net, 10 params in 2 layers")
     raise ValueError(f"unknown model {name!r} ({', '.join(MODELS)})")
