@@ -11,6 +11,7 @@ start's finite-difference warning on a sign update; argument checks. The smoothe
 
 import warnings
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -263,6 +264,19 @@ def test_orders_against_the_iterates_of_smoothed_lion():
     slope = lambda e: np.log(e[0] / e[1]) / np.log(2.0)
     assert abs(slope(order1) - 2.0) < 0.3 and abs(slope(order0) - 1.0) < 0.3
     assert np.all(order1 < order0 / 5)
+
+
+def test_solve_steps_takes_a_solver_and_tsit5_matches_dopri8_on_a_memory_flow():
+    """Both within the step-size controller's tolerance (rtol 1e-11) of the flow."""
+    make = lambda learning_rate: ab.optim.smoothed_signum(learning_rate, 0.8, 1e-2)
+    field = lambda h: flows.memory_corrected(make(h), loss, h, check_start=False)
+    step_sizes, counts = [2e-3, 1e-3], [20, 40]
+    dopri8 = flows.solve_steps(field, PARAMS, step_sizes, counts, sequential=True)
+    tsit5 = flows.solve_steps(field, PARAMS, step_sizes, counts, sequential=True,
+                              solver=diffrax.Tsit5())
+    for a, b in zip(dopri8, tsit5):
+        np.testing.assert_allclose(flat(jax.tree.map(lambda x: x[-1], b)),
+                                   flat(jax.tree.map(lambda x: x[-1], a)), rtol=1e-10)
 
 
 @pytest.mark.slow
