@@ -163,10 +163,11 @@ def probe_memory(optimizer: optax.GradientTransformation, params: PyTree, *,
 
     Runs at trace time, op by op under ``jax.ensure_compile_time_eval`` (a traced learning
     rate only scales the update, which the probe does not read), and is cached per transform
-    and parameter structure. Cost, measured on the shared 2-core machine (load 9): an EMA
-    state settles at K = 4, 5 optimizer steps of a few dozen eager operations each, 3–110 ms
-    per transform (GD 3 ms, heavy ball 20 ms, AdamW 60 ms, Adam-mini 110 ms); the first
-    probe of a process also compiles JAX's eager kernels, 4–7 s there.
+    and parameter structure. Cost, measured on the shared 2-core machine (load 6–9): an EMA
+    state settles at K = 4, 5 optimizer steps of a few dozen eager operations each: 3–110 ms
+    per transform on a 3-parameter model (GD 3 ms, heavy ball 20 ms, AdamW 60 ms, Adam-mini
+    110 ms), 43–154 ms for Adam on a 4810-parameter MLP (BENCHMARKS.md); the first probe of
+    a process also compiles JAX's eager kernels for its shapes, 1–7 s.
 
     Raises ``ValueError`` when the response does not decay (γ ≥ 1 − 1e-9: a sum such as
     Adagrad's) or has not settled after :data:`PROBE_MAX_STEPS` steps (a response kᵐγᵏ
