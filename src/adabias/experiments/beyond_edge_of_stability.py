@@ -13,7 +13,8 @@ the heavy-ball iteration's roots turn complex: the iterates oscillate, and no fi
 ODE in θ can follow them. The expansion behind every modified flow (CKS (2.2)–(2.3), DESIGN
 §3.6) is one in h·λ_max(P^{−1}H)/(1−β₁) ∝ r/r_c.
 
-Setting: a teacher–student tanh net (the student starts ``offset`` away from the teacher,
+Setting: a teacher–student tanh net (:mod:`adabias.problems.tanh_net`, 3 units, 8 points; the
+teacher is ``init_tanh_net`` with key 0, the student starts ``offset`` away from it,
 an exact minimum, so |∇E|² ≪ ε and P ≈ √ε), bias-corrected Adam (CKS (2.1)) for step sizes
 whose ratio at the start runs from far below r_c to above 1 (``design_ratios``), over a
 fixed horizon T (``steps_at_largest`` steps of the largest h). Measured: the global error of
