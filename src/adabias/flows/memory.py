@@ -105,12 +105,12 @@ class MemoryProbe(NamedTuple):
 _PROBES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _draws(key: jax.Array, like: PyTree) -> PyTree:
-    """Standard normal leaves shaped and typed like ``like`` (concrete)."""
-    leaves, treedef = jax.tree.flatten(like)
-    keys = jax.random.split(key, max(1, len(leaves)))
-    return treedef.unflatten([jax.random.normal(k, jnp.shape(x), jnp.result_type(x))
-                              for k, x in zip(keys, leaves)])
+def _draws(seed: int, like: PyTree) -> PyTree:
+    """Standard normal leaves shaped and typed like ``like`` (concrete; drawn by NumPy, which
+    compiles nothing)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(jnp.shape(x)),
+                                              jnp.result_type(x)), like)
 
 
 def _leaf_norms(tangent: PyTree) -> np.ndarray:
@@ -127,7 +127,7 @@ def _leaf_norms(tangent: PyTree) -> np.ndarray:
                 "probed. Build the transform from concrete hyperparameters (its learning rate "
                 "may be traced; under jax.ensure_compile_time_eval() for arrays it computes), "
                 "or pass the window: memory_corrected_with_window(..., window=W).")
-        norms.append(float(jnp.linalg.norm(jnp.ravel(leaf))))
+        norms.append(float(np.linalg.norm(np.ravel(leaf))))
     return np.asarray(norms, float)
 
 
@@ -189,7 +189,7 @@ def probe_memory(optimizer: optax.GradientTransformation, params: PyTree, *,
     with jax.ensure_compile_time_eval():
         like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)),
                             params)
-        grads, point, direction = (_draws(jax.random.key(i), like) for i in range(3))
+        grads, point, direction = (_draws(seed, like) for seed in range(3))
         start = optimizer.init(point)
         state, tangent = jax.jvp(lambda g0: optimizer.update(g0, start, point)[1], (grads,),
                                  (direction,))
