@@ -253,7 +253,9 @@ def decide(settings: MemoryFlowsSettings, record: MemoryFlowsRecord) -> Decision
             "the local slope between the two smallest h is "
             + ", ".join(f"{slopes[m]:.2f} on {m}" for m in outside)
             + f", outside 2 ± {tolerance}: the first-order expansion is not yet accurate at "
-            "these h. Its small parameters at the start (γ the probed decay) — "
+            "these h. Its small parameters at the start (γ the probed decay; for an update "
+            "that is not normalized, such as momentum, h·λ_max/(1−γ) and h·|∇E|/(1−γ) "
+            "rather than h/(1−γ)) — "
             + _regime(record, index)))
         verdicts.append(Verdict(f"beyond.memory_flows.{name}", held, numbers, note))
         for model, e in record.errors.items():
@@ -338,7 +340,7 @@ EXPERIMENT = Experiment(
             "Without the memory correction (order 0, θ̇ = −F̄ₙ) the flow of every one of the "
             "eight optimizers tracks the iterates only to O(h), on both models.",
             "theory", "the same error and local slope as the order-1 claims; held when the "
-            "slope lies strictly within 1 ± 0.3 for all 16 pairs (8 optimizers × 2 models); "
+            "slope lies strictly within 1 ± 0.3 for all 16 cases (8 optimizers × 2 models); "
             "deterministic"),
     },
     measure=measure, decide=decide, plot=plot, tables=tables)
