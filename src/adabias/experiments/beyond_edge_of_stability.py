@@ -227,6 +227,10 @@ def plot(settings: EdgeSettings, record: EdgeRecord) -> dict:
     ax.set_ylabel("stability ratio along the run")
     ax.set_title("The ratio along each run", fontsize=9)
     legend_below(ax, ncol=3)
+    figure.suptitle(f"Teacher–student tanh net (10 params, 8 points), Adam β₁ = {settings.beta1},"
+                    f" β₂ = {settings.beta2}, ε = {settings.eps:g}, T = "
+                    f"{settings.steps_at_largest} steps of the largest h, float64\nwhere the "
+                    "modified flow stops tracking", fontsize=10)
     return {"edge": figure}
 
 

@@ -60,7 +60,8 @@ def error_and_stability(ax, step_sizes: Sequence[float], errors: Sequence[float]
     right = ax.twinx()
     right.loglog(h, ratios, "s--", color="C3", label="stability ratio (max over the run)")
     right.axhline(1.0, color="C3", ls=":", lw=1, label="edge of stability (ratio 1)")
-    right.set_ylabel("λ_max(P^{−1/2}HP^{−1/2}) / (2(1+β₁)/((1−β₁)h))", color="C3")
+    right.set_ylabel(r"stability ratio $\lambda_{\max}(P^{-1/2}HP^{-1/2})\,/\,"
+                     r"\frac{2(1+\beta_1)}{(1-\beta_1)h}$", color="C3")
     log_h_axis(ax)
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
