@@ -43,13 +43,40 @@ def test_memory_flows_tiny_run_decides_its_claims_from_its_data(tmp_path):
     claims = _run_tiny(tmp_path, "beyond.memory_flows", step_sizes=(2e-3, 1e-3), horizon=0.01)
     rows = _csv(tmp_path / "data" / "beyond.memory_flows.errors.csv")
     assert {r["optimizer"] for r in rows} == set(beyond_memory_flows.OPTIMIZERS)
+    assert {r["model"] for r in rows} == set(beyond_memory_flows.MODELS)
+    order0_held = True
     for name in beyond_memory_flows.OPTIMIZERS:
-        errors = [float(r["error"]) for r in rows if r["optimizer"] == name and r["order"] == "1"]
-        slope = np.log(errors[0] / errors[1]) / np.log(2.0)
         claim = claims[f"beyond.memory_flows.{name}"]
-        np.testing.assert_allclose(claim["numbers"]["local_slope_smallest_h"]["bilinear"], slope)
-        assert claim["held"] == (abs(slope - 2.0) < 0.3)
-        assert claim["held"] or claim["note"]
+        held = True
+        for model in beyond_memory_flows.MODELS:
+            mine = [r for r in rows if r["optimizer"] == name and r["model"] == model]
+            slopes = {order: np.log2(float(pair[0]["error"]) / float(pair[1]["error"]))
+                      for order in ("1", "0")
+                      for pair in [[r for r in mine if r["order"] == order]]}
+            np.testing.assert_allclose(claim["numbers"][f"slope_{model}"], slopes["1"])
+            held &= abs(slopes["1"] - 2.0) < 0.3
+            order0_held &= abs(slopes["0"] - 1.0) < 0.3
+            # the window the flow probed: max(β₁, β₂) = 0.9, β₁ = 0.8 for the momentum-only
+            decay = 0.8 if name in ("nesterov", "smoothed_signum") else 0.9
+            np.testing.assert_allclose([float(r["probed_decay"]) for r in mine], decay,
+                                       rtol=1e-12)
+            assert {int(r["window"]) for r in mine} == {
+                ab.flows.memory_window(decay, truncation=1e-12)}
+        assert claim["held"] == held
+        assert held or "outside 2 ± 0.3" in claim["note"]
+    assert claims["beyond.memory_flows.order0"]["held"] == order0_held
+    assert order0_held or claims["beyond.memory_flows.order0"]["note"]
+
+
+def test_memory_flows_without_a_model_is_undecided():
+    errors = beyond_memory_flows.ModelErrors(
+        np.full((8, 2), 1e-4) * [4.0, 1.0], np.full((8, 2), 1e-2) * [2.0, 1.0],
+        np.full(8, 0.9), np.full(8, 295), 1.0, 1.0)
+    record = beyond_memory_flows.MemoryFlowsRecord(np.array([2e-3, 1e-3]), {"bilinear": errors})
+    decision = beyond_memory_flows.decide(beyond_memory_flows.MemoryFlowsSettings(), record)
+    assert len(decision.verdicts) == 9
+    for verdict in decision.verdicts:
+        assert not verdict.held and verdict.note.startswith("undecided: the run has no tanh_net")
 
 
 def test_switched_transform_is_the_chosen_optimizer():

@@ -14,7 +14,6 @@ Adam with ε outside the root (Kingma–Ba, √ν̂ + ε) against the ε-inside 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -68,25 +67,6 @@ class FlowOrderRecord(NamedTuple):
 
 # --- models ----------------------------------------------------------------------------------
 
-_NET_X = np.linspace(-1.0, 1.0, 8)
-_NET_Y = np.sin(2.0 * _NET_X)
-
-
-def tanh_net_loss(params: dict) -> jax.Array:
-    """E(θ) = (1/2N) Σᵢ (Σ_j a_j tanh(w_j xᵢ + b_j) + c − yᵢ)², 3 hidden units (10 params),
-    8 points of y = sin 2x on [−1, 1]: smooth (C^∞), unlike the ReLU :func:`mlp_apply`."""
-    x = jnp.asarray(_NET_X)[:, None]
-    prediction = jnp.tanh(x * params["w"] + params["b"]) @ params["a"] + params["c"]
-    return 0.5 * jnp.mean((prediction - jnp.asarray(_NET_Y)) ** 2)
-
-
-def tanh_net_start() -> dict:
-    """A fixed random start (key 0), float64."""
-    k = jax.random.split(jax.random.key(0), 3)
-    return {"w": jax.random.normal(k[0], (3,)), "b": 0.5 * jax.random.normal(k[1], (3,)),
-            "a": jax.random.normal(k[2], (3,)) / math.sqrt(3.0), "c": jnp.array(0.1)}
-
-
 class _Model(NamedTuple):
     loss_fn: Callable
     params0: Any
@@ -98,7 +78,10 @@ def _model(name: str) -> _Model:
         return _Model(ab.problems.bilinear_loss, jnp.asarray(ab.problems.BILINEAR_START),
                       "bilinear E = ½(y − θ₁θ₂x)², θ⁽⁰⁾ = (2.8, 3.5)")
     if name == "tanh_net":
-        return _Model(tanh_net_loss, tanh_net_start(), "tanh net, 10 params, 8 points of sin 2x")
+        data = ab.problems.tanh_net_sine_data(8)
+        return _Model(lambda params: ab.problems.tanh_net_loss(params, data),
+                      ab.problems.init_tanh_net(jax.random.key(0)),
+                      "tanh net, 10 params, 8 points of sin 2x")
     raise ValueError(f"unknown model {name!r} (bilinear, tanh_net)")
 
 

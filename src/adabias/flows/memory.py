@@ -9,10 +9,12 @@ is the update after n+1 steps that all saw θ (a *frozen replay*). On [nh, (n+1)
 tracks the iterates to O(h²) (``order=0``: θ̇ = −F̄ₙ, O(h)). Both corrections are one
 directional derivative of the replay: step n−k is fed the gradient ∇E(θ) + (k+½)·u and the
 parameters θ + (k+½)·δ, and the jvp in (u, δ) at (H·F̄ₙ, F̄ₙ) is Mₙ + ½DF̄ₙ·F̄ₙ (one HVP, never
-a Hessian). The replay covers the last W steps, W from the slowest decay of the memory
+a Hessian). The replay covers the last W steps, W from the slowest decay γ of the memory
 (:func:`memory_window`), so a right-hand side costs the same at every n.
 
-:func:`memory_corrected` does this for any ``optax.GradientTransformation``;
+:func:`memory_corrected` does this for any ``optax.GradientTransformation`` and finds γ itself
+(:func:`probe_memory`: the transform's response to one gradient, at trace time);
+:func:`memory_corrected_with_window` takes the window as given;
 :mod:`adabias.flows.memory_ema` has the closed forms of ``ab.optim``'s EMA transforms.
 """
 
@@ -21,7 +23,8 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any, Callable
+import weakref
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,8 +40,9 @@ from adabias.flows.vector_field import PiecewiseField, step_index
 PyTree = Any
 LossFn = Callable[[PyTree], jax.Array]
 
-__all__ = ["memory_corrected", "memory_window", "SMOOTHNESS_RTOL", "check_order",
-           "skips_correction", "check_learning_rate_matches"]
+__all__ = ["memory_corrected", "memory_corrected_with_window", "memory_window", "probe_memory",
+           "MemoryProbe", "SMOOTHNESS_RTOL", "check_order", "skips_correction",
+           "check_learning_rate_matches"]
 
 #: The start's finite-difference check (step s) warns when |F(±s) − F(0) ∓ s·jvp| exceeds
 #: this fraction of s·|jvp| + |F(0)|: a jump of the update (a sign flipping) makes it about
@@ -76,6 +80,155 @@ def memory_window(decay: float, *, truncation: float = 1e-17) -> int:
     while window * log_gamma + math.log(max(1.0, window * (1.0 - gamma))) > math.log(truncation):
         window += max(1, math.ceil(math.log(max(1.0, window * (1.0 - gamma))) / -log_gamma) // 2)
     return window
+
+
+#: The probe stops when two successive estimates of γ agree to this (relative) …
+PROBE_RTOL = 1e-9
+#: … and refuses a transform whose estimate has not settled after this many steps, or whose
+#: settled γ is at least 1 − 1e-9 (a memory that does not decay: Adagrad's sum, a max).
+PROBE_MAX_STEPS = 1024
+_NO_DECAY = 1.0 - 1e-9
+
+
+class MemoryProbe(NamedTuple):
+    """What :func:`probe_memory` found: ``decay`` γ, the slowest geometric decay of the
+    transform's response to one gradient; ``window`` W, the steps a replay covers
+    (:func:`memory_window` of γ, and at least every lag at which the response was above the
+    truncation); ``steps``, the optimizer steps the probe ran."""
+
+    decay: float
+    window: int
+    steps: int
+
+
+#: Probes per transform (its ``update`` function, weakly) and parameter structure.
+_PROBES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _draws(seed: int, like: PyTree) -> PyTree:
+    """Standard normal leaves shaped and typed like ``like`` (concrete; drawn by NumPy, which
+    compiles nothing)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda x: jnp.asarray(rng.standard_normal(jnp.shape(x)),
+                                              jnp.result_type(x)), like)
+
+
+def _leaf_norms(tangent: PyTree) -> np.ndarray:
+    """‖·‖₂ of every floating leaf of a state tangent; refuses a traced one."""
+    norms = []
+    for leaf in jax.tree.leaves(tangent):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+            continue                                      # a counter: no tangent (float0)
+        if not is_concrete(leaf):
+            raise ValueError(
+                "memory_corrected: the optimizer's state depends on traced values (a "
+                "hyperparameter such as β traced by jit, vmap or solve_steps' hyper, or an "
+                "array the transform computed while being traced), so its memory cannot be "
+                "probed. Build the transform from concrete hyperparameters (its learning rate "
+                "may be traced; under jax.ensure_compile_time_eval() for arrays it computes), "
+                "or pass the window: memory_corrected_with_window(..., window=W).")
+        norms.append(float(np.linalg.norm(np.ravel(leaf))))
+    return np.asarray(norms, float)
+
+
+def _span_decay(norms: list, truncation: float) -> tuple[float, bool]:
+    """(γ, live): the largest per-leaf geometric rate (a_K/a_{K/2})^{2/K} over the second half
+    of the K lags in ``norms`` (a_k, k = 1 … K, per leaf), among leaves still above
+    ``truncation`` times their peak; γ = 0 and live = False when none is."""
+    a = np.asarray(norms)
+    later, half = a[-1], a[len(a) // 2 - 1]
+    live = (later > truncation * a.max(axis=0)) & (half > 0) if a.size else np.zeros(0, bool)
+    if not live.any():
+        return 0.0, False
+    span = len(a) - len(a) // 2
+    return float(np.max((later[live] / half[live]) ** (1.0 / span))), True
+
+
+def probe_memory(optimizer: optax.GradientTransformation, params: PyTree, *,
+                 truncation: float = 1e-17) -> MemoryProbe:
+    """The decay γ of ``optimizer``'s memory and the window W of its replay, from its
+    response to one gradient (its impulse response).
+
+    The transform runs on fixed gradients g (standard normal draws shaped like ``params``,
+    which may be traced: only their shapes and dtypes are used) with a tangent e on the
+    first gradient only; a_k(leaf) = ‖∂stateₖ/∂g₀·e‖₂ is how much of g₀ its state still holds
+    after k steps (every update reads the past only through the state, so the update's
+    sensitivity decays at least as fast). The estimate (a_K/a_{K/2})^{2/K} for K = 2, 4, 8, …
+    (largest over the state's leaves still above ``truncation`` times their peak) stops when
+    two successive ones agree to :data:`PROBE_RTOL`, or when no leaf is left above the
+    truncation; an EMA leaf gives its β exactly from K = 2. W = :func:`memory_window` (γ),
+    and at least one more than the last lag whose response was above the truncation.
+    GD: γ = 0, W = 1; heavy ball and Nesterov momentum μ: γ = μ; Adam, AdamW, NAdam and the
+    AGMs: max(β₁, β₂); smoothed Lion: β₂ (its β₁ mixes the current gradient only).
+
+    Runs at trace time, op by op under ``jax.ensure_compile_time_eval`` (a traced learning
+    rate only scales the update, which the probe does not read), and is cached per transform
+    and parameter structure. Cost, measured on the shared 2-core machine (load 6–9): an EMA
+    state settles at K = 4, 5 optimizer steps of a few dozen eager operations each: 3–110 ms
+    per transform on a 3-parameter model (GD 3 ms, heavy ball 20 ms, AdamW 60 ms, Adam-mini
+    110 ms), 43–154 ms for Adam on a 4810-parameter MLP (BENCHMARKS.md); the first probe of
+    a process also compiles JAX's eager kernels for its shapes, 1–7 s.
+
+    Raises ``ValueError`` when the response does not decay (γ ≥ 1 − 1e-9: a sum such as
+    Adagrad's) or has not settled after :data:`PROBE_MAX_STEPS` steps (a response kᵐγᵏ
+    settles slowly), or when the state depends on traced values; then pass the window to
+    :func:`memory_corrected_with_window`.
+    """
+    if not (0.0 < float(truncation) < 1.0):
+        raise ValueError(f"truncation must lie in (0, 1), got truncation={truncation!r}")
+    structure = jax.tree.structure(params)
+    key = (structure, tuple((tuple(jnp.shape(x)), str(jnp.result_type(x)))
+                            for x in jax.tree.leaves(params)), float(truncation))
+    try:
+        cache = _PROBES.setdefault(optimizer.update, {})
+    except TypeError:                                    # not weakly referenceable
+        cache = {}
+    cached = cache.get(key)
+    if cached is not None and cached[0]() is optimizer.init:
+        return cached[1]
+    with jax.ensure_compile_time_eval():
+        like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)),
+                            params)
+        grads, point, direction = (_draws(seed, like) for seed in range(3))
+        start = optimizer.init(point)
+        state, tangent = jax.jvp(lambda g0: optimizer.update(g0, start, point)[1], (grads,),
+                                 (direction,))
+        step = lambda s: optimizer.update(grads, s, point)[1]
+        norms, estimates, lasting = [_leaf_norms(tangent)], [], 0
+        while True:
+            while len(norms) < 2 ** (len(estimates) + 1):
+                state, tangent = jax.jvp(step, (state,), (tangent,))
+                norms.append(_leaf_norms(tangent))
+            peak = np.max(norms, axis=0) if norms[0].size else np.zeros(0)
+            above = [k + 1 for k, a in enumerate(norms) if np.any(a > truncation * peak)]
+            lasting = max(above, default=0)
+            gamma, live = _span_decay(norms, truncation)
+            settled = bool(estimates) and abs(gamma - estimates[-1]) <= PROBE_RTOL * gamma
+            if not live:
+                gamma = estimates[-1] if estimates else 0.0
+                break
+            estimates.append(gamma)
+            if settled:
+                break
+            if len(norms) >= PROBE_MAX_STEPS:
+                raise ValueError(
+                    f"memory_corrected: the optimizer's response to one gradient has not "
+                    f"settled into a geometric decay after {len(norms)} steps (estimates "
+                    f"{', '.join(f'{g:.6g}' for g in estimates[-3:])}); pass the window: "
+                    "memory_corrected_with_window(..., window=W)")
+    if gamma >= _NO_DECAY:
+        raise ValueError(
+            f"memory_corrected: the optimizer's memory does not decay (its response to one "
+            f"gradient shrinks by γ = {gamma:.12g} per step; a sum or a max of past gradients "
+            "never forgets), so no window covers it; pass one if a truncated memory is meant: "
+            "memory_corrected_with_window(..., window=W)")
+    window = max(memory_window(gamma, truncation=truncation), lasting + 1)
+    probe = MemoryProbe(gamma, window, len(norms))
+    try:
+        cache[key] = (weakref.ref(optimizer.init), probe)
+    except TypeError:
+        pass
+    return probe
 
 
 def _with_counters(state: PyTree, offset: jax.Array) -> PyTree:
@@ -154,7 +307,7 @@ def _start_warning() -> Callable:
                 "memory_corrected: at the start, a finite difference of the optimizer's update "
                 "disagrees with its derivative (|F(±s) − F(0) ∓ s·jvp| = "
                 f"{float(np.max(error)):.3g}, s·|jvp| + |F(0)| = {float(np.max(size)):.3g}, "
-                "s = h/(1 − decay)): the update is not smooth there "
+                "s = h/(1 − γ), γ the decay of its memory): the update is not smooth there "
                 "(sign, clipping, a max), and the first-order memory correction is "
                 "meaningless. Smooth the update (ab.optim.smoothed_lion, smoothed_signum) or "
                 "use order=0.", RuntimeWarning, stacklevel=2)
@@ -196,17 +349,22 @@ def check_learning_rate_matches(optimizer: optax.GradientTransformation, params:
 
 
 def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h: Any,
-                     order: int = 1, *, decay: float, truncation: float = 1e-17,
+                     order: int = 1, *, truncation: float = 1e-17,
                      check_start: bool = True) -> PiecewiseField:
     """The modified flow of ``optimizer`` (any optax transform) on E = ``loss_fn``, DESIGN §3.6.
 
     On [nh, (n+1)h): θ̇ = −F̄ₙ(θ) − h·Mₙ(θ) − (h/2)·DF̄ₙ(θ)·F̄ₙ(θ) (``order=1``, global error
     O(h²) against the iterates), θ̇ = −F̄ₙ(θ) (``order=0``, O(h)); F̄ₙ, Mₙ by a frozen replay of
-    the transform (module docstring), one gradient and one HVP per right-hand side.
+    the transform over its last W steps (module docstring), one gradient and one HVP per
+    right-hand side. W is found when the field is first traced, from the transform's
+    response to one gradient (:func:`probe_memory`: the slowest decay γ of its memory, then
+    :func:`memory_window`); a memory that does not decay is refused there, and
+    :func:`memory_corrected_with_window` takes W as given.
 
     Args:
       optimizer: the ``optax.GradientTransformation`` whose iterates θ⁽ⁿ⁾ the flow tracks at
         t = nh. Its state's integer leaves are taken to be step counters (optax's ``count``).
+        Its state must not depend on traced values (a traced learning rate is fine).
       loss_fn: E(θ), full batch, on any parameter pytree.
       h: the transform's own (constant) learning rate: its update is −h·Fₙ. Checked against
         an ``optax.inject_hyperparams`` state; otherwise it must be the rate the transform
@@ -214,10 +372,8 @@ def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h
       order: 1 (with the memory correction) or 0; a traced 0/1 (e.g. a ``hyper`` of
         :func:`adabias.flows.solve_steps`) multiplies the correction, so both orders share
         one compiled solve.
-      decay: the slowest decay factor of the transform's memory (a number), e.g. max(b1, b2)
-        for Adam, the momentum for SGD, 0 for a memoryless update; it sets the replayed
-        window (:func:`memory_window`).
-      truncation: EMA weights below this are dropped (default: float64 resolution).
+      truncation: the replay drops the steps whose weight is below this (default: float64
+        resolution; :func:`memory_window`).
       check_start: compile the start's smoothness check into the field (below). Its host
         callback sits in the solver's loop: on a model of a few parameters it doubles the
         cost of an evaluation; turn it off for an update known to be smooth.
@@ -225,7 +381,7 @@ def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h
     A non-smooth update (sign, clipping, a max) makes the correction meaningless: its jvp
     sees none of the jumps the iterates make. With ``order=1`` and ``check_start`` the field
     checks the first step's update at the start of a solve (n = 0) by differences of step
-    ±h/(1−γ) along the correction's direction against its jvp, and warns
+    s = h/(1−γ) along the correction's direction against its jvp, and warns
     (``RuntimeWarning``, once) when they disagree by more than :data:`SMOOTHNESS_RTOL`. A sign
     that flips within that reach always shows; a sign whose argument stays away from zero
     passes (there the correction is zero and locally right); a kink (clipping, a max) shows
@@ -235,6 +391,37 @@ def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h
       A :class:`~adabias.flows.PiecewiseField` with step size h, for
       :func:`adabias.flows.solve` and :func:`adabias.flows.solve_steps`.
     """
+    if not (0.0 < float(truncation) < 1.0):
+        raise ValueError(f"truncation must lie in (0, 1), got truncation={truncation!r}")
+
+    def window_and_reach(params):
+        probe = probe_memory(optimizer, params, truncation=truncation)
+        return probe.window, 1.0 / (1.0 - probe.decay)
+
+    return _memory_field(optimizer, loss_fn, h, order, window_and_reach, check_start)
+
+
+def memory_corrected_with_window(optimizer: optax.GradientTransformation, loss_fn: LossFn,
+                                 h: Any, window: int, order: int = 1, *,
+                                 check_start: bool = True) -> PiecewiseField:
+    """:func:`memory_corrected` with the replayed window W = ``window`` (a positive integer)
+    given instead of probed: for a memory that the probe refuses (one that does not decay,
+    or whose state depends on traced values), or to truncate it on purpose. The start's
+    check uses the reach s = h·W/ln(10¹⁷) (h/(1−γ) for the γ whose :func:`memory_window` is
+    W). Arguments and result otherwise as :func:`memory_corrected`."""
+    if (isinstance(window, (bool, np.bool_)) or not isinstance(window, (int, np.integer))
+            or window < 1):
+        raise ValueError(f"window must be a positive integer, got window={window!r}")
+    window = int(window)
+    reach = max(1.0, window / math.log(1e17))
+    return _memory_field(optimizer, loss_fn, h, order, lambda params: (window, reach),
+                         check_start)
+
+
+def _memory_field(optimizer, loss_fn, h, order, window_and_reach: Callable,
+                  check_start: bool) -> PiecewiseField:
+    """The field of :func:`memory_corrected`; ``window_and_reach(params)`` gives W and the
+    start check's reach in steps (1/(1−γ)) from the parameters' shapes."""
     require_x64("memory_corrected")
     order = check_order(order)
     check_positive("h", h)
@@ -243,12 +430,11 @@ def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h
                         f"{type(optimizer).__name__}")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    window = memory_window(decay, truncation=truncation)
-    fd_scale = h / (1.0 - float(decay))
     warn = _start_warning()
 
     def vector_field(t, params: PyTree, args=None) -> PyTree:
         check_learning_rate_matches(optimizer, params, h)
+        window, reach = window_and_reach(params)
         n = step_index(jnp.asarray(t, jnp.result_type(float)), h)
         grads, hvp = jax.linearize(jax.grad(loss_fn), params)
         replay = functools.partial(_replay, optimizer, h, window, n, grads, params)
@@ -261,7 +447,7 @@ def memory_corrected(optimizer: optax.GradientTransformation, loss_fn: LossFn, h
         if check_start:
             error, size = jax.lax.cond(
                 n == 0,
-                lambda: _start_disagreement(optimizer, h, fd_scale, grads, params, direction,
+                lambda: _start_disagreement(optimizer, h, h * reach, grads, params, direction,
                                             mean, correction),
                 lambda: (jnp.zeros((), _dtype(mean)), jnp.ones((), _dtype(mean))))
             warn((n == 0) & (order != 0) & (error > SMOOTHNESS_RTOL * size), error, size)

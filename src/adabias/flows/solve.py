@@ -131,6 +131,7 @@ def solve_steps(
     rtol: float = 1e-11,
     atol: float = 1e-13,
     max_steps: int = 1_000_000,
+    solver: Optional[diffrax.AbstractSolver] = None,
     allow_float32: bool = False,
 ) -> list:
     """θ(n·h_i), n = 0 … N_i, of the flow ``make_field(h_i, **hyper_i)`` for every h_i,
@@ -146,7 +147,8 @@ def solve_steps(
     traced values (the fields of :mod:`adabias.flows` do, except that the window of
     :func:`adam_minibatch` needs concrete β, ρ: keep them out of ``hyper``). When it returns
     a :class:`~adabias.flows.vector_field.PiecewiseField`, the grid t_n = fl(n·h) (n ≤ max N_i)
-    is its ``jump_ts``. Same solver and tolerances as :func:`solve`, the same float64
+    is its ``jump_ts``. Same solver (``solver``, default Dopri8) and tolerances as
+    :func:`solve`, the same float64
     requirement (on ``params0``; ``allow_float32=True`` opts out), and the same regime
     check: the ratio of each member's first-order term to its leading term at ``params0``
     is computed inside the compiled program (one more field evaluation per member) and a
@@ -178,7 +180,8 @@ def solve_steps(
         field = make_field(h, **point)
         jump_ts = grid * field.step_size if isinstance(field, PiecewiseField) else None
         ys = _diffeqsolve(field, params0, jnp.zeros_like(h), n * h, jnp.minimum(grid, n) * h,
-                          rtol=rtol, atol=atol, jump_ts=jump_ts, max_steps=max_steps)
+                          rtol=rtol, atol=atol, jump_ts=jump_ts, max_steps=max_steps,
+                          solver=solver)
         ratio = first_order_ratio(field, params0, n * h)
         return ys, jnp.zeros((), h.dtype) if ratio is None else ratio
 

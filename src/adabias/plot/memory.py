@@ -21,10 +21,11 @@ def order_panels(step_sizes: Sequence[float],
                  curves: Mapping[str, Mapping[str, tuple[Sequence[float], float]]], *,
                  columns: int = 4):
     """One log-log panel of error against h per entry of ``curves`` (title -> {label:
-    (errors, slope)}); labels ending in "order 0" are dashed with open markers, and each
-    label's prefix before the comma keeps one color across panels."""
+    (errors, slope)}); labels ending in "order 0" are dashed with open markers, each
+    label's prefix before the comma keeps one color across panels, and the h axis is
+    ticked at the step sizes."""
     rows = math.ceil(len(curves) / columns)
-    figure, axes = panels(rows, columns, width=3.6, height=3.9)
+    figure, axes = panels(rows, columns, width=4.4, height=4.1)
     prefixes = list(dict.fromkeys(label.split(",")[0] for c in curves.values() for label in c))
     for ax, (title, members) in zip(axes.flat, curves.items()):
         styled = {}
@@ -36,6 +37,7 @@ def order_panels(step_sizes: Sequence[float],
                                                            ls="--" if zeroth else "-",
                                                            mfc="none" if zeroth else color))
         error_against_h(ax, step_sizes, styled)
+        ax.set_xticks(list(step_sizes), [f"{h:g}" for h in step_sizes], fontsize=7)
         ax.set_title(title)
     for ax in list(axes.flat)[len(curves):]:
         ax.set_visible(False)
@@ -58,7 +60,8 @@ def error_and_stability(ax, step_sizes: Sequence[float], errors: Sequence[float]
     right = ax.twinx()
     right.loglog(h, ratios, "s--", color="C3", label="stability ratio (max over the run)")
     right.axhline(1.0, color="C3", ls=":", lw=1, label="edge of stability (ratio 1)")
-    right.set_ylabel("λ_max(P^{−1/2}HP^{−1/2}) / (2(1+β₁)/((1−β₁)h))", color="C3")
+    right.set_ylabel(r"stability ratio $\lambda_{\max}(P^{-1/2}HP^{-1/2})\,/\,"
+                     r"\frac{2(1+\beta_1)}{(1-\beta_1)h}$", color="C3")
     log_h_axis(ax)
     lines = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()

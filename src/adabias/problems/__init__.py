@@ -22,6 +22,9 @@ from adabias.problems.matrix_sensing import (init_matrix_sensing, matrix_complet
                                              matrix_sensing_loss, matrix_sensing_predict,
                                              matrix_sensing_product, matrix_sensing_test_error)
 from adabias.problems.noise import (label_noise)
+from adabias.problems.tanh_net import (init_tanh_net, tanh_net_by_kind, tanh_net_by_layer,
+                                       tanh_net_loss, tanh_net_predict, tanh_net_sine_data,
+                                       tanh_net_teacher_data)
 from adabias.problems.sinh_regression import (sinh_regression_data,
                                               sinh_regression_hessian_diag_on_manifold,
                                               sinh_regression_loss, sinh_regression_measure,
@@ -42,4 +45,5 @@ __all__ = ["DataIntegrityError", "DataUnavailableError", "MANIFEST_NAME", "BILIN
            "matrix_sensing_product", "matrix_sensing_test_error", "mlp_apply",
            "sinh_regression_data", "sinh_regression_hessian_diag_on_manifold",
            "sinh_regression_loss", "sinh_regression_measure", "sinh_regression_min_measure_point",
-           "sparse_regression_data"]
+           "sparse_regression_data", "init_tanh_net", "tanh_net_loss", "tanh_net_predict",
+           "tanh_net_sine_data", "tanh_net_teacher_data", "tanh_net_by_kind", "tanh_net_by_layer"]
