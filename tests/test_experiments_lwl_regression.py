@@ -173,8 +173,8 @@ def test_sparse_failing_verdict_says_why():
 
 def test_deep_matrix_factorization_product_loss_and_gaussian_noise():
     from adabias.problems.matrix_sensing import (deep_matrix_product, deep_matrix_sensing_loss,
-                                                 gaussian_label_noise, init_deep_matrix_factorization,
-                                                 matrix_sensing_data)
+                                                 init_deep_matrix_factorization, matrix_sensing_data)
+    from adabias.problems.noise import gaussian_label_noise
 
     params = init_deep_matrix_factorization(jax.random.key(0), 4, 3, 0.5)
     w = np.asarray(params["W"])

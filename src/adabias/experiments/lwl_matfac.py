@@ -35,11 +35,11 @@ from adabias.plot.measures import OPTIMIZER_COLORS, optimizer_label, runs_as_dot
 from adabias.problems.matrix_sensing import (
     deep_matrix_product,
     deep_matrix_sensing_loss,
-    gaussian_label_noise,
     init_deep_matrix_factorization,
     matrix_relative_error,
     matrix_sensing_data,
 )
+from adabias.problems.noise import gaussian_label_noise
 from adabias.studies import label_noise
 from adabias.studies import sample_complexity as study
 from adabias.studies.sample_complexity import OPTIMIZERS, LabelNoiseSampleComplexity

@@ -13,7 +13,8 @@ from adabias.flows.label_noise import (SlowAGMState, hessian_trace_semigradient,
                                        label_noise_alpha, label_noise_slow_agm,
                                        label_noise_slow_agm_quasi_static, label_noise_slow_sgd,
                                        project_to_manifold, quasi_static_v, tangent_projector)
-from adabias.flows.memory import memory_corrected, memory_window
+from adabias.flows.memory import (MemoryProbe, memory_corrected, memory_corrected_with_window,
+                                  memory_window, probe_memory)
 from adabias.flows.memory_ema import (EMAForm, adam_ema_form, agm_ema_form, heavy_ball_ema_form,
                                       memory_corrected_ema)
 from adabias.flows.minibatch import adam_minibatch
@@ -30,7 +31,8 @@ __all__ = [
     "Field", "PiecewiseField", "ModifiedField", "Terms", "step_index",
     "gd_modified", "heavy_ball_modified", "adam_full_batch", "adam_small_eps_limit",
     "adam_large_eps_limit", "adam_bias", "adam_bias_coefficient", "adam_minibatch",
-    "memory_corrected", "memory_window", "memory_corrected_ema", "EMAForm", "adam_ema_form",
+    "memory_corrected", "memory_corrected_with_window", "memory_window", "probe_memory",
+    "MemoryProbe", "memory_corrected_ema", "EMAForm", "adam_ema_form",
     "agm_ema_form", "heavy_ball_ema_form",
     "label_noise_slow_sgd", "label_noise_slow_agm", "label_noise_slow_agm_quasi_static",
     "SlowAGMState", "label_noise_alpha", "project_to_manifold", "quasi_static_v",

@@ -42,7 +42,7 @@ def solve(
     rtol: float = 1e-11,
     atol: float = 1e-13,
     max_steps: int = 1_000_000,
-    solver: Optional[diffrax.AbstractSolver] = None,
+    solver: diffrax.AbstractSolver = diffrax.Dopri8(),
     allow_float32: bool = False,
 ) -> PyTree:
     """Integrate θ̇ = f(t, θ) from θ(t0) = params0 (t0 = ts[0] by default); return θ at every
@@ -103,12 +103,12 @@ def _check_time_grid(ts: jax.Array, t0: Optional[float]) -> tuple[float, float]:
 
 
 def _diffeqsolve(field, params0, t0, t1, ts, *, rtol, atol, jump_ts, max_steps,
-                 solver=None) -> PyTree:
-    """The one diffrax call behind :func:`solve` and :func:`solve_steps` (Dopri8 + PID)."""
+                 solver: diffrax.AbstractSolver) -> PyTree:
+    """The one diffrax call behind :func:`solve` and :func:`solve_steps` (``solver`` + PID)."""
     controller = diffrax.PIDController(rtol=rtol, atol=atol, jump_ts=jump_ts)
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(field),
-        diffrax.Dopri8() if solver is None else solver,
+        solver,
         t0=t0,
         t1=t1,
         dt0=None,
@@ -131,7 +131,7 @@ def solve_steps(
     rtol: float = 1e-11,
     atol: float = 1e-13,
     max_steps: int = 1_000_000,
-    solver: Optional[diffrax.AbstractSolver] = None,
+    solver: diffrax.AbstractSolver = diffrax.Dopri8(),
     allow_float32: bool = False,
 ) -> list:
     """θ(n·h_i), n = 0 … N_i, of the flow ``make_field(h_i, **hyper_i)`` for every h_i,

@@ -97,8 +97,10 @@ def block_mean(blocks: PyTree) -> Statistic:
     across leaves, so a block may span several leaves.
     """
     num_blocks = check_blocks(blocks)
-    flat_ids, _ = ravel_pytree(jax.tree.map(lambda b: jnp.asarray(b, jnp.int32), blocks))
-    sizes = jnp.zeros(num_blocks).at[flat_ids].add(1.0)
+    # NumPy, not jnp: the ids are constants, so a transform built inside a trace (e.g. under
+    # jit, or probed by flows.probe_memory) holds concrete arrays, not tracers.
+    flat_ids = np.concatenate([np.asarray(b, np.int32).ravel() for b in jax.tree.leaves(blocks)])
+    sizes = np.bincount(flat_ids, minlength=num_blocks).astype(np.float64)
 
     def statistic(diag_m: PyTree) -> PyTree:
         flat, unravel = ravel_pytree(diag_m)

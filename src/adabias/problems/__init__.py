@@ -17,18 +17,22 @@ from adabias.problems.diagonal_net import (diagonal_net_balanced_point,
                                            diagonal_net_test_loss, diagonal_net_weights,
                                            effective_support, init_diagonal_net,
                                            sparse_regression_data)
-from adabias.problems.matrix_sensing import (init_matrix_sensing, matrix_completion_data,
+from adabias.problems.matrix_sensing import (deep_matrix_product, deep_matrix_sensing_loss,
+                                             init_deep_matrix_factorization,
+                                             init_matrix_sensing, matrix_completion_data,
                                              matrix_relative_error, matrix_sensing_data,
                                              matrix_sensing_loss, matrix_sensing_predict,
                                              matrix_sensing_product, matrix_sensing_test_error)
-from adabias.problems.noise import (label_noise)
+from adabias.problems.noise import gaussian_label_noise, label_noise
 from adabias.problems.tanh_net import (init_tanh_net, tanh_net_by_kind, tanh_net_by_layer,
                                        tanh_net_loss, tanh_net_predict, tanh_net_sine_data,
                                        tanh_net_teacher_data)
 from adabias.problems.sinh_regression import (sinh_regression_data,
                                               sinh_regression_hessian_diag_on_manifold,
                                               sinh_regression_loss, sinh_regression_measure,
-                                              sinh_regression_min_measure_point)
+                                              sinh_regression_min_measure_point,
+                                              sinh_regression_min_trace_point,
+                                              sinh_regression_trace)
 
 __all__ = ["DataIntegrityError", "DataUnavailableError", "MANIFEST_NAME", "BILINEAR_START", "BILINEAR_X", "BILINEAR_Y", "CIFAR_SPECS", "CifarSpec", "accuracy",
            "bilinear_landscape", "bilinear_loss", "bilinear_min_one_norm_point",
@@ -46,4 +50,6 @@ __all__ = ["DataIntegrityError", "DataUnavailableError", "MANIFEST_NAME", "BILIN
            "sinh_regression_data", "sinh_regression_hessian_diag_on_manifold",
            "sinh_regression_loss", "sinh_regression_measure", "sinh_regression_min_measure_point",
            "sparse_regression_data", "init_tanh_net", "tanh_net_loss", "tanh_net_predict",
-           "tanh_net_sine_data", "tanh_net_teacher_data", "tanh_net_by_kind", "tanh_net_by_layer"]
+           "tanh_net_sine_data", "tanh_net_teacher_data", "tanh_net_by_kind", "tanh_net_by_layer",
+           "deep_matrix_product", "deep_matrix_sensing_loss", "init_deep_matrix_factorization",
+           "gaussian_label_noise", "sinh_regression_min_trace_point", "sinh_regression_trace"]

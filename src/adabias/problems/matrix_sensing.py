@@ -18,7 +18,6 @@ from jax.typing import ArrayLike
 __all__ = [
     "deep_matrix_product",
     "deep_matrix_sensing_loss",
-    "gaussian_label_noise",
     "init_deep_matrix_factorization",
     "init_matrix_sensing",
     "matrix_completion_data",
@@ -149,18 +148,3 @@ def init_deep_matrix_factorization(key: Any, d: int, depth: int, product_scale: 
     dtype = dtype or jnp.result_type(float)
     c = product_scale ** (1.0 / depth)
     return {"W": c * jax.random.normal(key, (depth, d, d), dtype=dtype) / jnp.sqrt(d)}
-
-
-def gaussian_label_noise(sigma: float, key_name: str = "y"):
-    """``noise(key, batch)`` adding σ·N(0, 1) to every label (fresh at every step): Gaussian label
-    noise, whose gradient-noise covariance near the manifold is (σ²/n)·H, as for ±σ signs."""
-    if not sigma >= 0:
-        raise ValueError(f"sigma must be >= 0, got {sigma!r}")
-
-    def noise(key: Any, batch: Batch) -> Batch:
-        y = batch[key_name]
-        out = dict(batch)
-        out[key_name] = y + sigma * jax.random.normal(key, jnp.shape(y), jnp.result_type(y, float))
-        return out
-
-    return noise

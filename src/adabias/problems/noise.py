@@ -1,14 +1,15 @@
-"""Label noise for regression batches (LWL): y ← y + δξ, ξ uniform on {−1, +1}."""
+"""Label noise for regression batches (LWL): y ← y + δξ, ξ uniform on {−1, +1} or standard normal."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
 import jax.numpy as jnp
 
 from adabias._random import rademacher
 
-__all__ = ["label_noise"]
+__all__ = ["label_noise", "gaussian_label_noise"]
 
 Batch = dict[str, Any]
 
@@ -33,6 +34,21 @@ def label_noise(delta: float, key_name: str = "y") -> Callable[[Any, Batch], Bat
         xi = rademacher(key, jnp.shape(y), jnp.result_type(y, float))
         out = dict(batch)
         out[key_name] = y + delta * xi
+        return out
+
+    return noise
+
+
+def gaussian_label_noise(sigma: float, key_name: str = "y"):
+    """``noise(key, batch)`` adding σ·N(0, 1) to every label (fresh at every step): Gaussian label
+    noise, whose gradient-noise covariance near the manifold is (σ²/n)·H, as for ±σ signs."""
+    if not sigma >= 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+
+    def noise(key: Any, batch: Batch) -> Batch:
+        y = batch[key_name]
+        out = dict(batch)
+        out[key_name] = y + sigma * jax.random.normal(key, jnp.shape(y), jnp.result_type(y, float))
         return out
 
     return noise
