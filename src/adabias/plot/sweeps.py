@@ -15,8 +15,9 @@ from adabias.studies.classifiers import SweepCurves, seed_mean
 from adabias.studies.regimes import stable_values
 from adabias.studies.statistics import moving_average, rise_over_running_min
 
-__all__ = ["mark_norm_floor", "plot_against_parameter", "plot_hill_profiles", "plot_loss_curves",
-           "plot_norm_curves", "plot_order_by_epoch"]
+__all__ = ["mark_norm_floor", "plot_against_parameter", "plot_decidability", "plot_flow_order",
+           "plot_flow_tracking", "plot_hill_profiles", "plot_loss_curves", "plot_norm_curves",
+           "plot_order_by_epoch", "title_figure"]
 
 
 def _parameter_label(curves: SweepCurves) -> str:
@@ -107,3 +108,60 @@ def plot_order_by_epoch(ax, curves: SweepCurves, r_by_epoch: np.ndarray, *, thre
     ax.set_ylabel(f"rank correlation over stable {name}")
     ax.set_ylim(-1.05, 1.05)
     ax.legend()
+
+
+def plot_flow_tracking(ax, comparison, swept: str) -> None:
+    """‖∇E‖₁,ε of Adam (markers, at t = n·h) and of its modified flow (2.2)–(2.3) (lines)
+    against t for every value of the β (``"beta"``) or ρ (``"rho"``) sweep, each minus the
+    flow's mean over the sweep at that time (the settings differ by O(h): this shows them)."""
+    values, rows = comparison.sweep(swept)
+    name = SYMBOLS[swept]
+    centre = comparison.flow_norm[rows].mean(axis=0)
+    for i, (value, row) in enumerate(zip(values, rows)):
+        ax.plot(comparison.times, comparison.flow_norm[row] - centre, "-", lw=0.9,
+                color=f"C{i}", label=f"{name}={value:g} flow")
+        ax.plot(comparison.times, comparison.adam_norm[row] - centre, "o", ms=3, color=f"C{i}",
+                label=f"{name}={value:g} Adam")
+    ax.set_xlabel(r"time $t = n\,h$")
+    ax.set_ylabel(r"$\|\nabla E\|_{1,\varepsilon}$ − flow mean over the sweep")
+    ax.legend(fontsize=6, ncol=2)
+
+
+def plot_flow_order(ax, comparison, check, swept: str, k: int = -1) -> None:
+    """‖∇E‖₁,ε at the saved time ``k`` against the swept value: the flow (line), Adam
+    (markers), the tracking error as error bars on the flow and whether it decides."""
+    values, rows = comparison.sweep(swept)
+    positions = np.arange(values.size)
+    flow, adam = comparison.flow_norm[rows, k], comparison.adam_norm[rows, k]
+    ax.errorbar(positions, flow, yerr=check.tracking_error[k], fmt="-", color="C0", capsize=3,
+                label="flow (2.2)–(2.3) ± tracking error")
+    ax.plot(positions, adam, "o", color="C1", label="Adam at the same t")
+    fixed = "rho" if swept == "beta" else "beta"
+    value = getattr(comparison.settings, f"{fixed}_fixed")
+    ax.set_xticks(positions, [f"{v:g}" for v in values])
+    ax.set_xlabel(SYMBOLS[swept] + f" ({SYMBOLS[fixed]} = {value:g})")
+    ax.set_ylabel(r"$\|\nabla E\|_{1,\varepsilon}$ at $t$ = " + f"{comparison.times[k]:g}")
+    verdict = "decided" if check.decided[k] else "undecided"
+    ax.set_title(f"order at t = {comparison.times[k]:g}: {verdict}, "
+                 f"{'same' if check.agree[k] else 'different'} order")
+    ax.legend(fontsize=7)
+
+
+def plot_decidability(ax, comparison, checks: dict) -> None:
+    """Tracking error over the smallest gap between neighbouring settings against t, per
+    sweep; below the dashed line (the decision fraction) the order is decided."""
+    for i, (swept, check) in enumerate(checks.items()):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = check.tracking_error / check.smallest_gap
+        ax.semilogy(comparison.times[1:], ratio[1:], "o-", ms=3, color=f"C{i}",
+                    label=f"{SYMBOLS[swept]} sweep")
+    ax.axhline(comparison.settings.error_fraction, color="k", ls="--", lw=0.7,
+               label="decision threshold")
+    ax.set_xlabel(r"time $t = n\,h$")
+    ax.set_ylabel("tracking error / smallest gap")
+    ax.legend(fontsize=7)
+
+
+def title_figure(figure, what: str, data: str, model: str, tier: str) -> None:
+    """The figure's title: what it shows, the data set, the model and the scale tier."""
+    figure.suptitle(f"{what} — {data}, {model}, {tier} tier", fontsize=10)

@@ -56,15 +56,29 @@ def _init_mlp(key: Any, sizes: tuple[int, ...], dtype: Any) -> Params:
     return {"layers": [_dense_init(g, dtype) for g in draws]}
 
 
-def mlp_apply(params: Params, x: ArrayLike) -> Array:
-    """Logits of the MLP: x is flattened past the batch axis, ReLU between dense layers."""
+#: Activations between dense layers: ReLU (piecewise linear) or tanh (smooth, C^∞: what a
+#: modified flow needs, whose vector field contains the Hessian).
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"relu": jax.nn.relu, "tanh": jnp.tanh}
+
+
+def _activation(name: str) -> Callable[[Array], Array]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got "
+                         f"activation={name!r}")
+    return ACTIVATIONS[name]
+
+
+def mlp_apply(params: Params, x: ArrayLike, *, activation: str = "relu") -> Array:
+    """Logits of the MLP: x is flattened past the batch axis, ``activation`` ("relu" or
+    "tanh") between dense layers."""
+    act = _activation(activation)
     x = jnp.asarray(x)
     h = x.reshape(x.shape[0], -1)
     layers = params["layers"]
     for i, layer in enumerate(layers):
         h = h @ layer["w"] + layer["b"]
         if i < len(layers) - 1:
-            h = jax.nn.relu(h)
+            h = act(h)
     return h
 
 
@@ -129,17 +143,24 @@ def cnn_apply(params: Params, x: ArrayLike) -> Array:
 
 
 def make_classifier(
-    model: str, widths: Sequence[int], input_shape: Sequence[int], num_classes: int, dtype: Any
+    model: str, widths: Sequence[int], input_shape: Sequence[int], num_classes: int, dtype: Any,
+    *, activation: str = "relu",
 ) -> tuple[Callable[[Any], Params], Callable[[Params, Array], Array]]:
     """``(init(key) -> params, apply(params, x) -> logits)`` of a named classifier.
 
-    ``"mlp"``: dense layers of ``widths`` with ReLU (:func:`init_mlp`, :func:`mlp_apply`);
-    ``"cnn"``: 3×3 conv layers of ``widths`` channels with ReLU, global average pool, dense
-    head (:func:`init_cnn`, :func:`cnn_apply`). ``input_shape`` = one image's (H, W, C).
+    ``"mlp"``: dense layers of ``widths`` with ``activation`` between them (:func:`init_mlp`,
+    :func:`mlp_apply`); ``"cnn"``: 3×3 conv layers of ``widths`` channels with ReLU, global
+    average pool, dense head (:func:`init_cnn`, :func:`cnn_apply`). ``input_shape`` = one
+    image's (H, W, C).
     """
     if model == "mlp":
+        _activation(activation)
         sizes = (math.prod(int(s) for s in input_shape), *widths, num_classes)
-        return (lambda key: init_mlp(key, sizes, dtype)), mlp_apply
+        apply = mlp_apply if activation == "relu" else (
+            lambda params, x: mlp_apply(params, x, activation=activation))
+        return (lambda key: init_mlp(key, sizes, dtype)), apply
+    if activation != "relu":
+        raise ValueError(f"activation={activation!r} is an option of model='mlp' only")
     if model == "cnn":
         shape, channels = tuple(input_shape), tuple(widths)
         return (lambda key: init_cnn(key, shape, num_classes, channels, dtype=dtype)), cnn_apply

@@ -18,7 +18,7 @@ Figure 4 measures at least 5·p·√ε), the quick settings were chosen by them,
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Optional
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from adabias.studies.symbols import SYMBOLS
 from adabias.studies.classifiers import (ClassifierSweepSettings, RegimeCriteria, RegimeRules,
                                          SweepCurves, SweepSpec, curve_table, seed_mean)
 from adabias.studies.curves import first_index_below
-from adabias.studies.statistics import MONOTONE_THRESHOLD
+from adabias.studies.statistics import MONOTONE_THRESHOLD, PairedTest, paired_test, seeds_needed
 
 REGIMES = ("stable", "spikes", "divergence")
 
@@ -247,3 +247,70 @@ def setting_notes(settings: ClassifierSweepSettings, curves: SweepCurves) -> lis
         "its floor p·√ε for most of training and crosses loss 0.1 during the first descent, "
         "where larger β is only slower; such runs do not test the paper's statements.",
     ] + sweep_notes(settings, curves)
+
+
+# --- paired comparisons of the paper's claims (DESIGN §4.2: seeds and power) -----------------
+
+
+class ExtremesTest(NamedTuple):
+    """A paired sign test between the smallest and the largest swept value (same seeds).
+
+    ``test`` is None when it could not run (``reason`` says why: a setting not stable for
+    every seed, a quantity missing for a seed); ``low``/``high`` are the per-seed values."""
+
+    low_value: float
+    high_value: float
+    low: np.ndarray
+    high: np.ndarray
+    test: Optional[PairedTest]
+    reason: str
+
+    def numbers(self, name: str) -> dict:
+        """The decision's numbers, headline first: mean difference (high − low, signed as
+        claimed), the smallest detectable effect, the p-value; then the seeds the measured
+        effect would need, the per-setting seed means and the test's other numbers."""
+        head: dict = {}
+        if self.test is not None:
+            t = self.test
+            head = {"mean_difference": t.mean_difference,
+                    "min_detectable_effect": t.min_detectable, "p_value": t.p_value,
+                    "seeds": t.num_seeds, "in_claimed_direction": t.positive,
+                    "spread": t.spread,
+                    "seeds_needed_for_measured_effect": (
+                        seeds_needed(t.mean_difference, t.spread)
+                        if np.isfinite(t.spread) and t.mean_difference != 0 else None)}
+        return {**head, "low_value": self.low_value, "high_value": self.high_value,
+                f"{name}_low_seed_mean": float(np.nanmean(self.low)),
+                f"{name}_high_seed_mean": float(np.nanmean(self.high))}
+
+    @property
+    def held(self) -> bool:
+        return self.test is not None and self.test.held
+
+    def note(self) -> str:
+        """Why it did not hold ("" when it held)."""
+        if self.test is None:
+            return "undecided: " + self.reason
+        return self.test.reason()
+
+
+def extremes_test(curves: SweepCurves, run_regimes: np.ndarray, per_run: np.ndarray,
+                  direction: int) -> ExtremesTest:
+    """:func:`~adabias.studies.statistics.paired_test` of ``per_run`` (values, seeds) between the
+    smallest and the largest swept value: the claim is direction·(high − low) > 0 seed by
+    seed. Runs only when both settings are stable for every seed and finite."""
+    order = np.argsort(curves.values)
+    lo, hi = int(order[0]), int(order[-1])
+    low, high = np.asarray(per_run[lo], float), np.asarray(per_run[hi], float)
+    name = SYMBOLS[curves.spec.swept]
+    values = float(curves.values[lo]), float(curves.values[hi])
+    unstable = [f"{name}={curves.values[i]:g}" for i in (lo, hi)
+                if not np.all(run_regimes[i] == "stable")]
+    if unstable:
+        return ExtremesTest(*values, low, high, None,
+                            "not every seed stable at " + ", ".join(unstable))
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        return ExtremesTest(*values, low, high, None, "the quantity is missing for "
+                            f"{int(np.sum(~np.isfinite(low)) + np.sum(~np.isfinite(high)))} "
+                            "runs (e.g. the loss never reached the threshold)")
+    return ExtremesTest(*values, low, high, paired_test(low, high, direction), "")
