@@ -214,11 +214,12 @@ def decide(settings: EdgeSettings, record: EdgeRecord) -> Decision:
 def plot(settings: EdgeSettings, record: EdgeRecord) -> dict:
     figure, axes = panels(1, 2, width=5.0, height=4.4)
     slopes = flows.fit_order(record.step_size, record.error).local
-    right = error_and_stability(axes[0, 0], record.step_size, record.error, record.ratio,
-                                slopes=slopes, error_label="order-1 flow vs Adam")
-    right.axhline(onset_of_oscillation(settings.beta1), color="C2", ls=":", lw=1)
-    axes[0, 0].set_title(f"Global error and stability ratio (β₁ = {settings.beta1}); "
-                         "dotted green: r_c", fontsize=9)
+    error_and_stability(axes[0, 0], record.step_size, record.error, record.ratio,
+                                slopes=slopes, error_label="order-1 flow vs Adam",
+                                marks=[(onset_of_oscillation(settings.beta1),
+                                        r"onset of oscillation $r_c = (1-\sqrt{\beta_1})^2"
+                                        r"/(2(1+\beta_1))$")])
+    axes[0, 0].set_title(f"Global error and stability ratio (β₁ = {settings.beta1})", fontsize=9)
     ax = axes[0, 1]
     for h, path, n in zip(record.step_size, record.ratio_path, record.num_steps):
         ax.semilogy(np.linspace(0, 1, len(path)), path, marker=".", label=f"h = {h:.2g}")

@@ -46,20 +46,24 @@ def order_panels(step_sizes: Sequence[float],
 
 def error_and_stability(ax, step_sizes: Sequence[float], errors: Sequence[float],
                         ratios: Sequence[float], *, slopes: Sequence[float] = (),
-                        error_label: str = "global error of the flow") -> object:
+                        error_label: str = "global error of the flow",
+                        marks: Sequence[tuple[float, str]] = ()) -> object:
     """Log-log error against h (left axis, with the local slopes between neighbours written
     at the segments' midpoints) and the stability ratio (right axis, log; the edge of
-    stability, ratio 1, dashed). Returns the right axis."""
+    stability, ratio 1, dotted; further ``(ratio, label)`` ``marks`` dotted in green).
+    Returns the right axis."""
     h = np.asarray(step_sizes, float)
     ax.loglog(h, errors, "o-", color="C0", label=error_label)
     for (h0, h1), (e0, e1), slope in zip(zip(h, h[1:]), zip(errors, errors[1:]), slopes):
         ax.annotate(f"{slope:.2f}", (math.sqrt(h0 * h1), math.sqrt(e0 * e1)), fontsize=7,
                     color="C0", textcoords="offset points", xytext=(0, 6), ha="center")
     ax.set_xlabel("step size h")
-    ax.set_ylabel("global error sup_n ‖θ(nh) − θ⁽ⁿ⁾‖∞", color="C0")
+    ax.set_ylabel(r"global error $\sup_n\,\|\theta(nh) - \theta^{(n)}\|_\infty$", color="C0")
     right = ax.twinx()
     right.loglog(h, ratios, "s--", color="C3", label="stability ratio (max over the run)")
     right.axhline(1.0, color="C3", ls=":", lw=1, label="edge of stability (ratio 1)")
+    for ratio, label in marks:
+        right.axhline(ratio, color="C2", ls=":", lw=1, label=label)
     right.set_ylabel(r"stability ratio $\lambda_{\max}(P^{-1/2}HP^{-1/2})\,/\,"
                      r"\frac{2(1+\beta_1)}{(1-\beta_1)h}$", color="C3")
     log_h_axis(ax)
