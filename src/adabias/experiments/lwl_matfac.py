@@ -191,8 +191,8 @@ def plot(settings: MatfacSettings, record: MatfacRecord) -> dict:
             runs_as_dots(ax, i + offset, record.tail_error[i, o], color=OPTIMIZER_COLORS[name])
             ax.plot([i + offset], [record.tail_error[i, o].mean()], "_", ms=18, mew=2, color=OPTIMIZER_COLORS[name],
                     label=optimizer_label(name, rates[name]) if i == 0 else None)
-        for a, b in zip(record.tail_error[i, OPTIMIZERS.index("sgd")], record.tail_error[i, OPTIMIZERS.index("adam")]):
-            ax.plot([i - 0.15, i + 0.15], [a, b], color="0.7", lw=0.6, zorder=0)
+        for left, right in zip(record.tail_error[i, 0], record.tail_error[i, 1]):  # OPTIMIZERS' order
+            ax.plot([i - 0.15, i + 0.15], [left, right], color="0.7", lw=0.6, zorder=0)
     ax.set_xticks(range(len(s.depths)), [f"L = {depth}" for depth in s.depths])
     ax.set_yscale("log")
     ax.set_xlabel("depth (lines join paired runs)")
