@@ -151,7 +151,8 @@ def make_classifier(
     ``"mlp"``: dense layers of ``widths`` with ``activation`` between them (:func:`init_mlp`,
     :func:`mlp_apply`); ``"cnn"``: 3×3 conv layers of ``widths`` channels with ReLU, global
     average pool, dense head (:func:`init_cnn`, :func:`cnn_apply`). ``input_shape`` = one
-    image's (H, W, C).
+    image's (H, W, C). The models of CKS §6 (``"cks_cnn"``, ``"resnet50"``, ``"resnet101"``,
+    ``"vit"``) come from :func:`adabias.problems.vision.make_vision_model`.
     """
     if model == "mlp":
         _activation(activation)
@@ -161,10 +162,15 @@ def make_classifier(
         return (lambda key: init_mlp(key, sizes, dtype)), apply
     if activation != "relu":
         raise ValueError(f"activation={activation!r} is an option of model='mlp' only")
+    if model in ("cks_cnn", "resnet50", "resnet101", "vit"):
+        from adabias.problems.vision import make_vision_model
+
+        return make_vision_model(model, widths, input_shape, num_classes, dtype)
     if model == "cnn":
         shape, channels = tuple(input_shape), tuple(widths)
         return (lambda key: init_cnn(key, shape, num_classes, channels, dtype=dtype)), cnn_apply
-    raise ValueError(f"model must be 'mlp' or 'cnn', got model={model!r}")
+    raise ValueError("model must be 'mlp', 'cnn', 'cks_cnn', 'resnet50', 'resnet101' or 'vit', "
+                     f"got model={model!r}")
 
 
 def cross_entropy_loss(logits: ArrayLike, labels: ArrayLike) -> Array:

@@ -116,6 +116,7 @@ class ClassifierSweepSettings:
     test_size: Optional[int] = None  # keep the first images of the test set (None: all)
     downsample: int = 1  # average-pool images over downsample × downsample blocks
     checkpoint_dir: Optional[str] = None  # sweeps save their state here and resume (None: off)
+    chunk: Optional[int] = None  # evaluate the full-batch loss over chunks of this many images
 
 
 QUICK_SETTINGS = ClassifierSweepSettings()
@@ -146,7 +147,8 @@ MEDIUM_RHO_SWEEP_FIG6 = ParameterSweep("rho", (0.98, 0.99, 0.999), fixed=0.97,
 FULL_SETTINGS = ClassifierSweepSettings(
     dataset="cifar10", model="cks_cnn", widths=(32, 32, 64, 64, 128, 128, 512),
     dtype="float32", eps=1e-8, epochs=3600, num_seeds=8, norm_epoch=900, loss_threshold=0.1,
-    data_root=None, download=True, train_size=None, test_size=None, downsample=1)
+    data_root=None, download=True, train_size=None, test_size=None, downsample=1, chunk=1000,
+    checkpoint_dir="adabias-checkpoints")
 FULL_RHO_SWEEP = ParameterSweep("rho", (0.99, 0.995, 0.999, 0.9995, 0.9999), fixed=0.99,
                                 learning_rate=7.5e-5)
 FULL_BETA_SWEEP = ParameterSweep("beta", (0.9, 0.95, 0.97, 0.99), fixed=0.999,
@@ -261,6 +263,7 @@ class SweepSpec:
     test_size: Optional[int] = None
     downsample: int = 1
     checkpoint: Optional[str] = None  # a file: the sweep saves its state there and resumes
+    chunk: Optional[int] = None  # full-batch loss summed over chunks (None: one forward pass)
 
     def __post_init__(self):
         if self.swept not in ("rho", "beta"):
@@ -287,7 +290,7 @@ def sweep_spec(settings: ClassifierSweepSettings, sweep: ParameterSweep) -> Swee
         num_seeds=int(settings.num_seeds), dtype=settings.dtype,
         data_root=settings.data_root, download=bool(settings.download),
         train_size=settings.train_size, test_size=settings.test_size,
-        downsample=int(settings.downsample),
+        downsample=int(settings.downsample), chunk=settings.chunk,
         checkpoint=None if settings.checkpoint_dir is None else os.path.join(
             settings.checkpoint_dir, f"cks-{settings.dataset}-{settings.model}-{sweep.swept}-"
             f"{sweep.fixed:g}-h{sweep.learning_rate:g}.ckpt"),
@@ -348,20 +351,34 @@ def _train(spec: SweepSpec, progress: bool) -> SweepCurves:
     init, apply = make_classifier(spec.model, spec.widths, data.x_train.shape[1:], num_classes,
                                   dtype)
 
-    def loss_fn(params):  # Σ of per-sample losses over the train set / N (the mean)
-        return cross_entropy_loss(apply(params, x_train), y_train)
+    if spec.chunk is None:
+        def loss_fn(params):  # Σ of per-sample losses over the train set / N (the mean)
+            return cross_entropy_loss(apply(params, x_train), y_train)
+
+        def accuracy_on(params, x, y):
+            return accuracy(apply(params, x), y)
+    else:
+        from adabias.problems.vision import full_batch_accuracy, full_batch_loss
+
+        def loss_fn(params):  # the same sum, chunk by chunk
+            return full_batch_loss(apply, params, x_train, y_train, spec.chunk)
+
+        def accuracy_on(params, x, y):
+            return full_batch_accuracy(apply, params, x, y, spec.chunk)
 
     # metrics at θ⁽ⁿ⁾, i.e. before step n + 1: the gradient that step uses
     metrics = {
         "norms": lambda params: gradient_norms(jax.grad(loss_fn)(params), spec.eps),
-        "train_accuracy": lambda params: accuracy(apply(params, x_train), y_train),
-        "test_accuracy": lambda params: accuracy(apply(params, x_test), y_test),
+        "train_accuracy": lambda params: accuracy_on(params, x_train, y_train),
+        "test_accuracy": lambda params: accuracy_on(params, x_test, y_test),
     }
     h, eps, fixed = spec.learning_rate, spec.eps, spec.fixed
     if spec.swept == "rho":
         make_optimizer = lambda rho: ab.optim.adam(h, fixed, rho, eps)  # noqa: E731
     else:
         make_optimizer = lambda beta: ab.optim.adam(h, beta, fixed, eps)  # noqa: E731
+    if spec.checkpoint is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(spec.checkpoint)), exist_ok=True)
     start = time.perf_counter()
     result = ab.sweep(make_optimizer, loss_fn, None, spec.epochs, grid={spec.swept: spec.values},
                       init_params=init,

@@ -26,7 +26,7 @@ from adabias.studies.symbols import SYMBOLS
 from adabias.studies.classifiers import (ClassifierSweepSettings, RegimeCriteria, RegimeRules,
                                          SweepCurves, SweepSpec, curve_table, seed_mean)
 from adabias.studies.curves import first_index_below
-from adabias.studies.statistics import MONOTONE_THRESHOLD, PairedTest, paired_test, seeds_needed
+from adabias.studies.statistics import PairedTest, paired_test, seeds_needed
 
 REGIMES = ("stable", "spikes", "divergence")
 
@@ -219,7 +219,9 @@ def setting_notes(settings: ClassifierSweepSettings, curves: SweepCurves) -> lis
             if spec.dataset == "digits" else
             f"CIFAR-10 (root {spec.data_root or 'default: $ADABIAS_DATA or ~/.cache/adabias'}), "
             f"first {spec.train_size or 'all'} train / {spec.test_size or 'all'} test images, "
-            "channels standardized")
+            "channels standardized, no augmentation"
+            + (f", {spec.downsample}×{spec.downsample} average pooling" if spec.downsample > 1
+               else ""))
     regime = settings.regime
     return [
         f"Data: {data}. Model: {spec.model} {list(spec.widths)}, {spec.dtype} "
@@ -229,10 +231,8 @@ def setting_notes(settings: ClassifierSweepSettings, curves: SweepCurves) -> lis
         f"Regimes: divergence = engine-marked non-finite or loss > {regime.blowup_factor:g}× "
         f"its initial value; spikes = after the first {regime.initial_fraction:.0%} of the "
         f"epochs the loss rises above {regime.spike_factor:g}× its running minimum; stable "
-        "otherwise. Claims use the settings whose seeds are all stable.",
-        f"Monotonicity criterion (all claims): Spearman r between the swept parameter and the "
-        f"seed-mean quantity over the stable settings, at least 3 of them, sign·r ≥ "
-        f"{MONOTONE_THRESHOLD}.",
+        "otherwise. Paper claims compare settings whose seeds are all stable.",
+    ] + ([
         "How the quick settings were chosen (rules fixed before the sweeps ran): R1 every EMA "
         "time scale 1/(1−β), 1/(1−ρ) ≤ epochs/10, so ρ ≤ 0.99 and 1000 epochs; R2 the paper's "
         "sign pattern: ρ ≥ β swept at fixed β (Figure 4), β < ρ swept at fixed ρ (Figure 5), "
@@ -246,7 +246,7 @@ def setting_notes(settings: ClassifierSweepSettings, curves: SweepCurves) -> lis
         "to 10⁴ epochs), and a network that fits digits within ~100 epochs leaves the norm on "
         "its floor p·√ε for most of training and crosses loss 0.1 during the first descent, "
         "where larger β is only slower; such runs do not test the paper's statements.",
-    ] + sweep_notes(settings, curves)
+    ] if spec.dataset == "digits" else []) + sweep_notes(settings, curves)
 
 
 # --- paired comparisons of the paper's claims (DESIGN §4.2: seeds and power) -----------------
