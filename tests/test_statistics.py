@@ -45,6 +45,17 @@ def test_paired_test_outcomes():
     assert noise.min_detectable > abs(noise.mean_difference)
 
 
+def test_paired_test_with_ties_counts_every_seed_and_says_so():
+    a = np.ones(8)
+    all_tied = statistics.paired_test(a, a, +1)
+    assert (all_tied.num_seeds, all_tied.untied, all_tied.outcome) == (8, 0, "undecided")
+    assert "all 8 paired differences are exactly zero" in all_tied.reason()
+    b = a.copy()
+    b[:7] += 1.0                                            # 7 up, 1 tie: p = 2⁻⁷ < 0.01
+    some = statistics.paired_test(a, b, +1)
+    assert (some.num_seeds, some.untied, some.positive, some.p_value) == (8, 7, 7, 0.5 ** 7)
+
+
 def test_paired_test_refuses_bad_input():
     with pytest.raises(ValueError, match="direction"):
         statistics.paired_test([1.0], [2.0], 0)

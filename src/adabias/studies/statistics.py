@@ -97,7 +97,8 @@ class PairedTest(NamedTuple):
     """A one-sided paired comparison of two settings over the same seeds.
 
     ``differences`` dᵢ = (b − a) for seed i, with the claim being dᵢ > 0 (``direction=+1``)
-    or dᵢ < 0 (−1). ``p_value`` is the exact sign test's (ties dropped); ``min_detectable`` the
+    or dᵢ < 0 (−1); ``num_seeds`` pairs, ``untied`` of them with dᵢ ≠ 0, ``positive`` of those
+    in the claimed direction. ``p_value`` is the exact sign test's (ties dropped); ``min_detectable`` the
     smallest mean difference the test detects with probability :data:`PAIRED_POWER` at level
     ``alpha`` given the seed-to-seed spread s of the differences, (z₁₋α + z_power)·s/√n (normal
     approximation). ``outcome`` is ``"held"`` (p < α in the claimed direction),
@@ -106,6 +107,7 @@ class PairedTest(NamedTuple):
 
     num_seeds: int
     positive: int
+    untied: int
     p_value: float
     mean_difference: float
     spread: float
@@ -119,6 +121,7 @@ class PairedTest(NamedTuple):
 
     def numbers(self) -> dict:
         return {"seeds": self.num_seeds, "in_claimed_direction": self.positive,
+                "nonzero_differences": self.untied,
                 "p_value": self.p_value, "mean_difference": self.mean_difference,
                 "spread": self.spread, "min_detectable_effect": self.min_detectable}
 
@@ -127,15 +130,18 @@ class PairedTest(NamedTuple):
         if self.held:
             return ""
         if self.outcome == "contradicted":
-            return (f"contradicted: {self.num_seeds - self.positive} of {self.num_seeds} paired "
+            return (f"contradicted: {self.untied - self.positive} of {self.num_seeds} paired "
                     f"seeds go the other way (sign test p = {self.p_value_against:.2g})")
+        if self.untied == 0:
+            return (f"undecided: all {self.num_seeds} paired differences are exactly zero (the "
+                    "two settings gave equal values in every seed)")
         return (f"undecided: mean difference {self.mean_difference:.3g} against a smallest "
                 f"detectable effect of {self.min_detectable:.3g} (seed spread "
                 f"{self.spread:.3g}, {self.num_seeds} seeds); sign test p = {self.p_value:.2g}")
 
     @property
     def p_value_against(self) -> float:
-        return sign_test_p(self.num_seeds - self.positive, self.num_seeds)
+        return sign_test_p(self.untied - self.positive, self.untied)
 
 
 def sign_test_p(successes: int, trials: int) -> float:
@@ -189,5 +195,5 @@ def paired_test(a: np.ndarray, b: np.ndarray, direction: int, *,
     spread = float(np.std(d, ddof=1)) if d.size > 1 else float("inf")
     outcome = ("held" if p < alpha else
                "contradicted" if sign_test_p(n - positive, n) < alpha else "undecided")
-    return PairedTest(n, positive, p, float(np.mean(d)), spread,
-                      min_detectable_effect(spread, n, alpha=alpha), alpha, outcome)
+    return PairedTest(int(d.size), positive, n, p, float(np.mean(d)), spread,
+                      min_detectable_effect(spread, int(d.size), alpha=alpha), alpha, outcome)
