@@ -187,4 +187,5 @@ EXPERIMENT = Experiment(
             "paper", _PAIRED),
     },
     measure=measure, decide=decide, plot=plot, tables=tables,
+    shares="studies.classifiers",  # the flow comparison and the sweeps, computed once
 )
