@@ -268,7 +268,10 @@ def decide(settings: SharpnessSettings, record: SharpnessRecord) -> Decision:
         f"{s.sinh_num_steps} steps; tail = last {s.sinh_tail_fraction:g} of the records. Measures by their "
         "closed forms on Γ evaluated at the iterates; minimizers: tr(H) in closed form (weighted least norm "
         "in w = sinh θ), tr(Diag(H)^{1/2}) by Newton on the Lagrange dual. The fluctuation is the largest "
-        "seed-to-seed standard deviation of a tail average (O(η)).",
+        "seed-to-seed standard deviation of a tail average (O(η)). The sinh setting was revised "
+        "once after trial runs: at w* = 2e₁ the gap on tr(H) was 6.8× and 8.8× the fluctuation, "
+        "short of the 10× the test requires of a setting close enough to the manifold; the 10× "
+        "rule itself was not changed.",
         f"'Late' = mean over the last {s.last_records} records and the seeds; the comparison point is the first "
         f"record where the seed-mean loss is ≤ {s.small_loss:g}.",
     ]
