@@ -26,9 +26,8 @@ import numpy as np
 
 from adabias.experiments.base import ClaimSpec, Context, Decision, Experiment, Tiers, Verdict
 from adabias.plot import panels
-from adabias.plot.sweeps import (mark_norm_floor, plot_against_parameter, plot_decidability,
-                                 plot_flow_order, plot_flow_tracking, plot_loss_curves,
-                                 title_figure)
+from adabias.plot.sweeps import (flow_order_figure, mark_norm_floor, plot_against_parameter,
+                                 plot_loss_curves, title_figure)
 from adabias.studies import classifiers, regimes
 
 
@@ -102,18 +101,8 @@ def decide(settings: Fig4Settings, record: Fig4Record) -> Decision:
 
 def plot(settings: Fig4Settings, record: Fig4Record) -> dict:
     comparison, tier = record.comparison, _tier(settings)
-    s = comparison.settings
-    figure, axes = panels(1, 3, width=3.8, height=3.1)
-    plot_flow_tracking(axes[0, 0], comparison, "rho")
-    axes[0, 0].set_title("Adam against its flow, ρ sweep")
-    check = classifiers.order_check(comparison, "rho")
-    plot_flow_order(axes[0, 1], comparison, check, "rho")
-    plot_decidability(axes[0, 2], comparison, {"rho": check})
-    axes[0, 2].set_title("tracking error / smallest gap")
-    title_figure(figure, "Figure 4 theory: ‖∇E‖₁,ε over ρ, Adam and flow (2.2)–(2.3)",
-                 classifiers.data_label(s.dataset, s.train_size),
-                 classifiers.model_label("mlp", s.widths, s.activation), tier)
-    figures = {"flow_order": figure}
+    figures = {"flow_order": flow_order_figure(comparison, "rho",
+                                              "Figure 4 theory: ‖∇E‖₁,ε over ρ, Adam and flow (2.2)–(2.3)", tier)}
     if record.curves is None:
         return figures
     curves, epoch = record.curves, int(settings.classifier.norm_epoch)

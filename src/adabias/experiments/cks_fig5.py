@@ -28,9 +28,8 @@ import numpy as np
 
 from adabias.experiments.base import ClaimSpec, Context, Decision, Experiment, Tiers, Verdict
 from adabias.plot import panels
-from adabias.plot.sweeps import (mark_norm_floor, plot_against_parameter, plot_decidability,
-                                 plot_flow_order, plot_flow_tracking, plot_loss_curves,
-                                 title_figure)
+from adabias.plot.sweeps import (flow_order_figure, mark_norm_floor, plot_against_parameter,
+                                 plot_loss_curves, title_figure)
 from adabias.studies import classifiers, regimes
 
 
@@ -113,18 +112,8 @@ def decide(settings: Fig5Settings, record: Fig5Record) -> Decision:
 
 def plot(settings: Fig5Settings, record: Fig5Record) -> dict:
     comparison, tier = record.comparison, _tier(settings)
-    s = comparison.settings
-    figure, axes = panels(1, 3, width=3.8, height=3.1)
-    plot_flow_tracking(axes[0, 0], comparison, "beta")
-    axes[0, 0].set_title("Adam against its flow, β sweep")
-    check = classifiers.order_check(comparison, "beta")
-    plot_flow_order(axes[0, 1], comparison, check, "beta")
-    plot_decidability(axes[0, 2], comparison, {"beta": check})
-    axes[0, 2].set_title("tracking error / smallest gap")
-    title_figure(figure, "Figure 5 theory: ‖∇E‖₁,ε over β, Adam and flow (2.2)–(2.3)",
-                 classifiers.data_label(s.dataset, s.train_size),
-                 classifiers.model_label("mlp", s.widths, s.activation), tier)
-    figures = {"flow_order": figure}
+    figures = {"flow_order": flow_order_figure(comparison, "beta",
+                                              "Figure 5 theory: ‖∇E‖₁,ε over β, Adam and flow (2.2)–(2.3)", tier)}
     if record.curves is None:
         return figures
     curves, threshold = record.curves, float(settings.classifier.loss_threshold)

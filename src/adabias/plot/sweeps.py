@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from adabias.plot import SYMBOLS
+from adabias.plot import SYMBOLS, panels
+from adabias.studies import classifiers
 from adabias.studies.classifiers import SweepCurves, seed_mean
 from adabias.studies.regimes import stable_values
 from adabias.studies.statistics import moving_average, rise_over_running_min
@@ -165,3 +166,21 @@ def plot_decidability(ax, comparison, checks: dict) -> None:
 def title_figure(figure, what: str, data: str, model: str, tier: str) -> None:
     """The figure's title: what it shows, the data set, the model and the scale tier."""
     figure.suptitle(f"{what} — {data}, {model}, {tier} tier", fontsize=10)
+
+
+def flow_order_figure(comparison, swept: str, what: str, tier: str):
+    """The theory panel of CKS Figures 4 and 5: Adam against its flow over the ``swept``
+    parameter ("rho" or "beta"), the order at the last time with the tracking error as error
+    bars, and the tracking error over the smallest gap along training; titled by ``what``,
+    the data, the model and ``tier``."""
+    s = comparison.settings
+    figure, axes = panels(1, 3, width=3.8, height=3.1)
+    plot_flow_tracking(axes[0, 0], comparison, swept)
+    axes[0, 0].set_title(f"Adam against its flow, {SYMBOLS[swept]} sweep")
+    check = classifiers.order_check(comparison, swept)
+    plot_flow_order(axes[0, 1], comparison, check, swept)
+    plot_decidability(axes[0, 2], comparison, {swept: check})
+    axes[0, 2].set_title("tracking error / smallest gap")
+    title_figure(figure, what, classifiers.data_label(s.dataset, s.train_size),
+                 classifiers.model_label("mlp", s.widths, s.activation), tier)
+    return figure
