@@ -2,7 +2,6 @@
 every declared claim decided, figures and data written, claims that follow from the data."""
 
 import csv
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -11,21 +10,14 @@ import numpy as np
 jax.config.update("jax_enable_x64", True)
 
 import adabias as ab  # noqa: E402
-from adabias.experiments import PAPER_ORDER, REGISTRY, Tiers  # noqa: E402
+from adabias.experiments import PAPER_ORDER, REGISTRY  # noqa: E402
 from adabias.experiments import beyond_memory_flows  # noqa: E402
-from adabias.report import run_experiments  # noqa: E402
+from helpers import run_tiny  # noqa: E402
 
 
 def _run_tiny(tmp_path, experiment_id, **settings):
-    exp = REGISTRY[experiment_id]
-    quick = dataclasses.replace(exp.tiers.quick, **settings)
-    tiny = dataclasses.replace(exp, tiers=Tiers(quick=quick, medium=quick, full=quick))
-    (record,) = run_experiments([tiny], tmp_path, progress=False, version="test")
-    assert record.status == "ran", record.error
-    assert {c["id"] for c in record.claims} == set(exp.claims)
-    for stem in record.figures:
-        assert (tmp_path / "figures" / f"{stem}.png").exists()
-    return {c["id"]: c for c in record.claims}
+    """The experiment on tiny settings (helpers.run_tiny); its claims by id."""
+    return {c["id"]: c for c in run_tiny(tmp_path, experiment_id, **settings).claims}
 
 
 def _csv(path):

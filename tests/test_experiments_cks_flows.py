@@ -7,8 +7,6 @@ experiment run on tiny settings through the report runner, its claims re-decided
 data it wrote.
 """
 
-import csv
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -19,10 +17,9 @@ jax.config.update("jax_enable_x64", True)
 
 import adabias as ab  # noqa: E402
 from adabias import flows  # noqa: E402
-from adabias.experiments import REGISTRY, Tiers  # noqa: E402
 from adabias.experiments import cks_example23  # noqa: E402
 from adabias.flows import PiecewiseField, step_index  # noqa: E402
-from adabias.report import run_experiments  # noqa: E402
+from helpers import read_csv, run_tiny  # noqa: E402
 
 
 # --- flows.solve_steps ----------------------------------------------------------------------
@@ -121,25 +118,6 @@ def test_heavy_ball_flow_in_adam_time_is_the_large_eps_flow():
 
 # --- the experiments on tiny settings ----------------------------------------------------------
 
-def _run_tiny(tmp_path, experiment_id, **settings):
-    exp = REGISTRY[experiment_id]
-    quick = dataclasses.replace(exp.tiers.quick, **settings)
-    tiny = dataclasses.replace(exp, tiers=Tiers(quick=quick, medium=quick, full=quick))
-    (record,) = run_experiments([tiny], tmp_path, progress=False, version="test")
-    assert record.status == "ran", record.error
-    assert {c["id"] for c in record.claims} == set(exp.claims)
-    assert record.figures
-    for stem in record.figures:
-        assert (tmp_path / "figures" / f"{stem}.png").exists()
-    return record
-
-
-def _csv(path):
-    with open(path) as handle:
-        rows = list(csv.DictReader(handle))
-    return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
-
-
 def _redecided(step_sizes, errors, expected, points, tolerance):
     order = np.argsort(step_sizes)[:points]
     slope = np.polyfit(np.log(step_sizes[order]), np.log(errors[order]), 1)[0]
@@ -148,13 +126,13 @@ def _redecided(step_sizes, errors, expected, points, tolerance):
 
 @pytest.mark.slow
 def test_flow_order_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
-    record = _run_tiny(tmp_path, "cks.flow_order", step_sizes=(2e-3, 1e-3, 5e-4),
+    record = run_tiny(tmp_path, "cks.flow_order", step_sizes=(2e-3, 1e-3, 5e-4),
                        asymptotic_points=3, beta=0.9, rho=0.95, bilinear_eps=1e-6,
                        tanh_net_eps=1e-3, horizon=0.1)
     claims = {c["id"]: c for c in record.claims}
     rmsprop_held = []
     for model in ("bilinear", "tanh_net"):
-        table = _csv(tmp_path / f"data/cks.flow_order.{model}.csv")
+        table = read_csv(tmp_path / f"data/cks.flow_order.{model}.csv")
         for order in (1, 0):
             claim = claims[f"cks.flow_order.{model}_order{order}"]
             slope, held = _redecided(table["step_size"], table[f"adam_order{order}"], 1.0 + order,
@@ -169,16 +147,16 @@ def test_flow_order_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
 
 @pytest.mark.slow
 def test_thm31_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
-    record = _run_tiny(tmp_path, "cks.thm31", step_sizes=(0.04, 0.02), horizon=0.48,
+    record = run_tiny(tmp_path, "cks.thm31", step_sizes=(0.04, 0.02), horizon=0.48,
                        asymptotic_points=2, single_batch_steps=90)
     claims = {c["id"]: c for c in record.claims}
-    table = _csv(tmp_path / "data/cks.thm31.orders.csv")
+    table = read_csv(tmp_path / "data/cks.thm31.orders.csv")
     assert np.all(table["num_steps"] % 3 == 0)
     for order in (1, 0):
         slope, held = _redecided(table["step_size"], table[f"order{order}"], 1.0 + order, 2, 0.3)
         assert claims[f"cks.thm31.order{order}"]["numbers"]["fitted_order"] == pytest.approx(slope)
         assert claims[f"cks.thm31.order{order}"]["held"] == held
-    single = _csv(tmp_path / "data/cks.thm31.single_batch.csv")
+    single = read_csv(tmp_path / "data/cks.thm31.single_batch.csv")
     tail = claims["cks.thm31.single_batch"]["numbers"]["tail_starts_at_n"]
     assert tail == int(np.ceil(np.log(1e-16) / np.log(0.6)))
     assert claims["cks.thm31.single_batch"]["held"] == bool(
@@ -187,10 +165,10 @@ def test_thm31_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
 
 
 def test_example23_tiny_run_writes_claims_that_follow_from_its_data(tmp_path):
-    record = _run_tiny(tmp_path, "cks.example23", lr_over_root_eps=(2.5e-3, 1.25e-3, 6.25e-4),
+    record = run_tiny(tmp_path, "cks.example23", lr_over_root_eps=(2.5e-3, 1.25e-3, 6.25e-4),
                        asymptotic_points=3)
     claims = {c["id"]: c for c in record.claims}
-    table = _csv(tmp_path / "data/cks.example23.errors.csv")
+    table = read_csv(tmp_path / "data/cks.example23.errors.csv")
     nu = table["lr_over_root_eps"]
     np.testing.assert_allclose(table["heavy_ball_step"], nu * (1 - 0.9), rtol=1e-12)
     np.testing.assert_allclose(table["adam_step"], nu * 1e6, rtol=1e-12)

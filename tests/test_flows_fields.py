@@ -21,21 +21,17 @@ from adabias.flows.fields import (
     heavy_ball_modified,
 )
 from adabias.flows import fit_order, global_error, solve
+from helpers import flat, smooth_loss, smooth_params
 
 jax.config.update("jax_enable_x64", True)
 
 H, BETA, RHO = 0.05, 0.9, 0.95
-PARAMS = {"w": jnp.array([0.7, -1.3]), "b": jnp.array([0.4])}
+PARAMS = smooth_params()
 
 
-def loss(params):
-    w, b = params["w"], params["b"][0]
-    return (0.5 * (w[0] * w[1] - b - 1.5) ** 2 + 0.1 * jnp.sum(w**4) / 4
-            + jnp.sin(b) + 0.3 * w[0] * b**2)
+loss = smooth_loss
 
 
-def flat(tree):
-    return np.asarray(ravel_pytree(tree)[0])
 
 
 def explicit():

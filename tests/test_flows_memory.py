@@ -25,21 +25,17 @@ import adabias as ab  # noqa: E402
 from adabias import flows  # noqa: E402
 from adabias.flows.memory import (MemoryProbe, memory_corrected_with_window,  # noqa: E402
                                   probe_memory)
+from helpers import flat, smooth_loss, smooth_params  # noqa: E402
 
 H, BETA, RHO, EPS = 0.01, 0.9, 0.95, 1e-3
-PARAMS = {"w": jnp.array([0.7, -1.3]), "b": jnp.array([0.4])}
+PARAMS = smooth_params()
 POINTS = [PARAMS, {"w": jnp.array([-0.2, 0.9]), "b": jnp.array([1.1])}]
 LATE = 2000          # βⁿ, ρⁿ ≤ 0.95²⁰⁰⁰ ≈ 1e-45: the transients are gone
 
 
-def loss(params):
-    w, b = params["w"], params["b"][0]
-    return (0.5 * (w[0] * w[1] - b - 1.5) ** 2 + 0.1 * jnp.sum(w**4) / 4
-            + jnp.sin(b) + 0.3 * w[0] * b**2)
+loss = smooth_loss
 
 
-def flat(tree):
-    return np.asarray(ravel_pytree(tree)[0])
 
 
 def at(field, n, params):
